@@ -1,0 +1,3 @@
+from grade.cli import main
+
+raise SystemExit(main())

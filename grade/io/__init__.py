@@ -1,0 +1,1 @@
+"""Readers and writers for video (PyAV) and stills (OpenCV)."""

@@ -1,0 +1,206 @@
+"""The fast mode: a global, tone-aware colour transfer from a key frame to a reference still.
+
+Fitted in CIELAB (kornia's conversion), in two steps:
+
+1. a monotone tone curve on L* that matches the reference's luminance distribution, with its slope
+   limited (no crushed or stretched tone ranges), and a Monge-Kantorovich linear map (MKL; Pitie &
+   Kokaram 2007) for chroma that matches mean and covariance (including how chroma varies
+   with luminance);
+2. a few rounds of sliced optimal transport (iterative distribution transfer, Pitie et al. 2005):
+   along random orthonormal axes, monotone 1D maps between the quantiles of the two
+   distributions, with their slopes limited so that no tone range is crushed or stretched into
+   banding (this is what keeps edges and texture intact).
+
+The result is a smooth global map RGB -> RGB, baked into a 3D LUT (``grade.lut``) so that
+applying it costs one table lookup per pixel. It is also the starting point of the learned mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia.color as KC
+import torch
+
+from grade.lut import grid_points
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Settings of the fast transfer; defaults are the measured ones (BENCHMARKS.md)."""
+
+    iterations: int = 12  # sliced-OT rounds (chroma) after MKL
+    quantiles: int = 48  # knots of each 1D map
+    tone_slope_min: float = 0.5  # limits of the luminance tone curve's slope
+    tone_slope_max: float = 2.0
+    slope_min: float = 0.35  # limits of each chroma 1D map's slope
+    slope_max: float = 2.5
+    relax: float = 0.8  # step size of each sliced round
+    samples: int = 65536  # pixels sampled from each image
+    lut_size: int = 33
+    seed: int = 0
+
+
+def rgb_to_lab_points(rgb: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` sRGB in [0,1] -> ``(N, 3)`` CIELAB (L in [0,100])."""
+    return KC.rgb_to_lab(rgb.clamp(0, 1).T.reshape(1, 3, -1, 1)).reshape(3, -1).T
+
+
+def lab_to_rgb_points(lab: torch.Tensor) -> torch.Tensor:
+    """``(N, 3)`` CIELAB -> ``(N, 3)`` sRGB, clipped to [0,1]."""
+    return KC.lab_to_rgb(lab.T.reshape(1, 3, -1, 1), clip=True).reshape(3, -1).T
+
+
+def sample_pixels(img: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """Up to ``n`` random pixels of a ``(3, H, W)`` image as ``(n, 3)``."""
+    flat = img.reshape(3, -1).T
+    if flat.shape[0] <= n:
+        return flat
+    return flat[torch.randperm(flat.shape[0], generator=gen)[:n]]
+
+
+def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
+    w, v = torch.linalg.eigh(m)
+    return (v * w.clamp_min(0).sqrt()) @ v.T
+
+
+def mkl_map(src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Monge-Kantorovich linear map between two point clouds ``(N, 3)``, ``(M, 3)``.
+
+    Returns:
+        ``(T, t)`` with ``T`` ``(3, 3)`` and ``t`` ``(3,)`` such that ``x @ T.T + t`` has the
+        target's mean and covariance.
+    """
+    ms, mt = src.mean(0), tgt.mean(0)
+    cs = torch.cov((src - ms).T) + eps * torch.eye(3, dtype=src.dtype)
+    ct = torch.cov((tgt - mt).T) + eps * torch.eye(3, dtype=src.dtype)
+    cs_h = _sqrtm_psd(cs)
+    cs_ih = torch.linalg.inv(cs_h)
+    t_mat = cs_ih @ _sqrtm_psd(cs_h @ ct @ cs_h) @ cs_ih
+    return t_mat, mt - t_mat @ ms
+
+
+def monotone_map(s: torch.Tensor, t: torch.Tensor, knots: int, slope_min: float, slope_max: float):
+    """A slope-limited monotone 1D transport map from samples ``s`` to samples ``t``.
+
+    Returns:
+        ``(xs, ys)`` knots, shape ``(K,)`` each, of a piecewise-linear map (slope 1 outside).
+    """
+    q = torch.linspace(0.0, 1.0, knots + 2, dtype=s.dtype)[1:-1]
+    xs = torch.quantile(s, q)
+    yt = torch.quantile(t, q)
+    dx = (xs[1:] - xs[:-1]).clamp_min(1e-6)
+    slope = ((yt[1:] - yt[:-1]) / dx).clamp(slope_min, slope_max)
+    ys = torch.cat([yt[:1], yt[:1] + torch.cumsum(slope * dx, 0)])
+    ys = ys + (yt - ys).median()  # re-anchor: the clamped map stays centred on the target
+    xs = torch.cat([xs[:1], xs[:1] + torch.cumsum(dx, 0)])
+    return xs, ys
+
+
+def interp_linear(x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear interpolation through knots, extrapolated with slope 1."""
+    idx = torch.searchsorted(xs, x.contiguous()).clamp(1, len(xs) - 1)
+    x0, x1 = xs[idx - 1], xs[idx]
+    y0, y1 = ys[idx - 1], ys[idx]
+    w = ((x - x0) / (x1 - x0).clamp_min(1e-9)).clamp(0, 1)
+    y = y0 + w * (y1 - y0)
+    y = torch.where(x < xs[0], ys[0] + (x - xs[0]), y)
+    return torch.where(x > xs[-1], ys[-1] + (x - xs[-1]), y)
+
+
+class GlobalTransfer:
+    """A fitted global map in Lab. Call it on ``(N, 3)`` RGB points.
+
+    Luminance goes through one monotone tone curve (so every edge of the footage keeps its
+    shape); chroma goes through an MKL map and sliced 1D maps that may depend on luminance
+    (split toning) but never feed back into it. Colours that leave the RGB gamut are
+    desaturated back into it rather than clipped (clipping would flatten luminance detail).
+    """
+
+    def __init__(self, tone, matrix: torch.Tensor, offset: torch.Tensor, rounds: list) -> None:
+        self.tone, self.matrix, self.offset, self.rounds = tone, matrix, offset, rounds
+
+    def lab(self, lab: torch.Tensor) -> torch.Tensor:
+        l_out = interp_linear(lab[:, 0], *self.tone).clamp(0, 100)
+        x = torch.cat([l_out[:, None], lab[:, 1:]], 1)
+        x = torch.cat([l_out[:, None], x @ self.matrix[1:].T + self.offset[1:]], 1)
+        for rot, maps, relax in self.rounds:
+            x = _sliced_chroma_step(x, rot, maps, relax)
+        return x
+
+    def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
+        return lab_to_rgb_in_gamut(self.lab(rgb_to_lab_points(rgb)))
+
+
+def _sliced_chroma_step(x: torch.Tensor, rot: torch.Tensor, maps, relax: float) -> torch.Tensor:
+    p = x @ rot.T
+    moved = torch.stack([interp_linear(p[:, k], *maps[k]) for k in range(3)], 1)
+    step = (moved - p) @ rot
+    step[:, 0] = 0  # chroma only: luminance is the tone curve's alone
+    return x + relax * step
+
+
+def lab_to_rgb_in_gamut(lab: torch.Tensor, steps: int = 12) -> torch.Tensor:
+    """Lab ``(N, 3)`` -> RGB ``(N, 3)``; out-of-gamut colours lose chroma (bisection) instead of clipping."""
+    lab = lab.clone()
+    lab[:, 0] = lab[:, 0].clamp(0, 100)
+
+    def unclipped(v: torch.Tensor) -> torch.Tensor:
+        return KC.lab_to_rgb(v.float().T.reshape(1, 3, -1, 1), clip=False).reshape(3, -1).T
+
+    rgb = unclipped(lab)
+    bad = ((rgb < -1e-4) | (rgb > 1 + 1e-4)).any(1)
+    if bad.any():
+        sub = lab[bad]
+        lo = torch.zeros(len(sub), dtype=lab.dtype)
+        hi = torch.ones(len(sub), dtype=lab.dtype)
+        for _ in range(steps):
+            mid = (lo + hi) / 2
+            trial = torch.cat([sub[:, :1], sub[:, 1:] * mid[:, None]], 1)
+            c = unclipped(trial)
+            ok = ((c >= -1e-4) & (c <= 1 + 1e-4)).all(1)
+            lo = torch.where(ok, mid, lo)
+            hi = torch.where(ok, hi, mid)
+        sub = torch.cat([sub[:, :1], sub[:, 1:] * lo[:, None]], 1)
+        rgb[bad] = unclipped(sub).to(rgb.dtype)
+    return rgb.clamp(0, 1)
+
+
+def fit_transfer(key, reference: torch.Tensor, settings: TransferSettings = TransferSettings()) -> GlobalTransfer:
+    """Fit the global map from a key frame to a reference.
+
+    Args:
+        key: ``(3, H, W)`` or a list of them (several key frames of one scene), RGB in [0,1].
+        reference: ``(3, H', W')`` RGB in [0,1].
+    """
+    gen = torch.Generator().manual_seed(settings.seed)
+    keys = key if isinstance(key, list | tuple) else [key]
+    per = max(1, settings.samples // len(keys))
+    src = torch.cat([sample_pixels(k.float(), per, gen) for k in keys])
+    tgt = sample_pixels(reference.float(), settings.samples, gen)
+    s_lab, t_lab = rgb_to_lab_points(src).double(), rgb_to_lab_points(tgt).double()
+    tone = monotone_map(s_lab[:, 0], t_lab[:, 0], settings.quantiles, settings.tone_slope_min, settings.tone_slope_max)
+    l_out = interp_linear(s_lab[:, 0], *tone)
+    x = torch.cat([l_out[:, None], s_lab[:, 1:]], 1)
+    mat, off = mkl_map(x, t_lab)
+    x = torch.cat([l_out[:, None], x @ mat[1:].T + off[1:]], 1)
+    rounds = []
+    for _ in range(settings.iterations):
+        rot, _r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+        p, pt = x @ rot.T, t_lab @ rot.T
+        maps = [monotone_map(p[:, k], pt[:, k], settings.quantiles, settings.slope_min, settings.slope_max) for k in range(3)]
+        x = _sliced_chroma_step(x, rot, maps, settings.relax)
+        rounds.append((rot, maps, settings.relax))
+    return GlobalTransfer(tone, mat, off, rounds)
+
+
+def transfer_lut(transfer: GlobalTransfer, size: int = 33) -> torch.Tensor:
+    """Bake a global map into a 3D LUT ``(3, size, size, size)``."""
+    pts = grid_points(size).double()
+    out = transfer(pts).float()
+    return out.T.reshape(3, size, size, size).contiguous()
+
+
+def fast_lut(key, reference: torch.Tensor, settings: TransferSettings = TransferSettings()) -> torch.Tensor:
+    """Fit the fast-mode transfer and return it as a 3D LUT ``(3, N, N, N)``."""
+    return transfer_lut(fit_transfer(key, reference, settings), settings.lut_size)

@@ -1,0 +1,150 @@
+"""Tiny real media for the tests, written with PyAV (no mocked codecs)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+
+def scene_frame(w: int, h: int, t: int, scene: int = 0) -> np.ndarray:
+    """A textured synthetic frame (uint8 RGB (h, w, 3)): sky-ish top, ground-ish bottom, a moving box."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    if scene == 0:
+        img[..., 0] = 0.35 + 0.3 * yy / h
+        img[..., 1] = 0.45 + 0.2 * xx / w
+        img[..., 2] = 0.8 - 0.5 * yy / h
+    else:
+        img[..., 0] = 0.8 - 0.4 * xx / w
+        img[..., 1] = 0.3 + 0.1 * yy / h
+        img[..., 2] = 0.2 + 0.1 * xx / w
+    img += 0.08 * np.sin(xx / 3.0 + yy / 5.0)[..., None]
+    x0 = (4 + 2 * t) % max(1, w - 12)
+    img[h // 3 : h // 3 + 10, x0 : x0 + 10] = (0.9, 0.2, 0.1) if scene == 0 else (0.1, 0.9, 0.3)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def make_clip(
+    path: Path,
+    *,
+    frames: int = 8,
+    size: tuple[int, int] = (64, 48),
+    fps: int | Fraction = 24,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",  # odd sizes need yuv444p with libx264
+    audio: bool = True,
+    audio_codec: str = "aac",
+    vfr: bool = False,
+    rotation: int = 0,
+    sar: Fraction | None = None,
+    tags: dict | None = None,
+    cut_at: int | None = None,
+    timecode: str | None = None,
+    sixteen_bit_content: bool = False,
+) -> Path:
+    """Write a small clip; returns ``path``. ``vfr`` spaces frame timestamps unevenly."""
+    w, h = size
+    with av.open(str(path), "w") as box:
+        if timecode:
+            box.metadata["timecode"] = timecode
+        vs = box.add_stream(codec, rate=fps)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        tb = Fraction(1, 1000) if vfr else Fraction(1, int(fps) if isinstance(fps, int) else fps.numerator)
+        vs.time_base = tb
+        vs.codec_context.time_base = tb
+        if codec == "libx264":
+            vs.options = {"crf": "12", "preset": "ultrafast"}
+        if sar:
+            vs.codec_context.sample_aspect_ratio = sar
+        for k, v in (tags or {}).items():
+            setattr(vs.codec_context, k, v)
+        if rotation:
+            vs.set_display_rotation(rotation)
+        a_s = None
+        if audio:
+            a_s = box.add_stream(audio_codec, rate=48000)
+            a_s.layout = "stereo"
+        t_ms = 0
+        for i in range(frames):
+            scene = 1 if cut_at is not None and i >= cut_at else 0
+            rgb = scene_frame(w, h, i, scene)
+            if sixteen_bit_content:
+                arr = (rgb.astype(np.uint16) * 257)
+                arr[..., 1] += np.uint16(i * 3)  # low bits that 8-bit would lose
+                f = av.VideoFrame.from_ndarray(arr, format="rgb48le")
+            else:
+                f = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            f = f.reformat(format=pix_fmt)
+            if vfr:
+                f.pts = t_ms
+                t_ms += 30 if i % 2 == 0 else 55
+            else:
+                f.pts = i if isinstance(fps, int) else i * fps.denominator
+            f.time_base = tb
+            for p in vs.encode(f):
+                box.mux(p)
+        for p in vs.encode(None):
+            box.mux(p)
+        if a_s is not None:
+            dur = frames / float(fps) if not vfr else t_ms / 1000
+            n = int(48000 * dur)
+            tt = np.arange(n) / 48000
+            tone = (0.2 * np.sin(2 * np.pi * 440 * tt)).astype(np.float32)
+            pcm = np.stack([tone, tone])
+            fmt = a_s.codec_context.format.name if a_s.codec_context.format else "fltp"
+            step = a_s.codec_context.frame_size or 1024
+            pts = 0
+            for s0 in range(0, n, step):
+                chunk = pcm[:, s0 : s0 + step]
+                if fmt == "s16":
+                    af = av.AudioFrame.from_ndarray((chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo")
+                elif fmt == "s16p":
+                    af = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16), format="s16p", layout="stereo")
+                else:
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+                af.sample_rate = 48000
+                af.pts = pts
+                pts += chunk.shape[1]
+                for p in a_s.encode(af):
+                    box.mux(p)
+            for p in a_s.encode(None):
+                box.mux(p)
+    return path
+
+
+def make_still(path: Path, *, size: tuple[int, int] = (64, 48), scene: int = 1, sixteen_bit: bool = False) -> Path:
+    rgb = scene_frame(size[0], size[1], 3, scene)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if sixteen_bit:
+        bgr = bgr.astype(np.uint16) * 257 + 100
+    if not cv2.imwrite(str(path), bgr):
+        raise RuntimeError(f"could not write {path}")
+    return path
+
+
+def read_all(path: Path, fmt: str = "rgb24") -> tuple[list[np.ndarray], list[float]]:
+    """All frames and their times (seconds)."""
+    frames, times = [], []
+    with av.open(str(path)) as box:
+        for f in box.decode(video=0):
+            frames.append(f.to_ndarray(format=fmt))
+            times.append(float(f.pts * f.time_base))
+    return frames, times
+
+
+def audio_duration(path: Path) -> float:
+    with av.open(str(path)) as box:
+        s = box.streams.audio[0]
+        total = 0
+        first = None
+        for p in box.demux(s):
+            if p.pts is None:
+                continue
+            if first is None:
+                first = p.pts
+            total = max(total, (p.pts + (p.duration or 0)))
+        return float((total - (first or 0)) * s.time_base)
