@@ -73,7 +73,7 @@ def make_clip(
             scene = 1 if cut_at is not None and i >= cut_at else 0
             rgb = scene_frame(w, h, i, scene)
             if sixteen_bit_content:
-                arr = (rgb.astype(np.uint16) * 257)
+                arr = rgb.astype(np.uint16) * 257
                 arr[..., 1] += np.uint16(i * 3)  # low bits that 8-bit would lose
                 f = av.VideoFrame.from_ndarray(arr, format="rgb48le")
             else:
@@ -101,7 +101,9 @@ def make_clip(
             for s0 in range(0, n, step):
                 chunk = pcm[:, s0 : s0 + step]
                 if fmt == "s16":
-                    af = av.AudioFrame.from_ndarray((chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo")
+                    af = av.AudioFrame.from_ndarray(
+                        (chunk.T.reshape(1, -1) * 32767).astype(np.int16), format="s16", layout="stereo"
+                    )
                 elif fmt == "s16p":
                     af = av.AudioFrame.from_ndarray((chunk * 32767).astype(np.int16), format="s16p", layout="stereo")
                 else:

@@ -97,9 +97,20 @@ def _open_input(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise InputError(f"empty file: {path}")
     try:
-        return av.open(str(path), metadata_errors="ignore")
+        box = av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, UnicodeDecodeError, OSError) as e:
         raise InputError(f"cannot read media {path}: {_why(e)}") from None
+    if box.format.name in _NOT_FOOTAGE:
+        box.close()
+        raise InputError(f"cannot read media {path}: it is text ({box.format.name}), not video")
+    return box
+
+
+# FFmpeg demuxers that turn arbitrary text into "video"; never footage.
+_NOT_FOOTAGE = {"tty", "ansi", "srt", "ass", "webvtt", "subviewer", "subviewer1", "microdvd"}
+
+# Containers a graded video can be written to.
+OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mxf", ".ts", ".mts", ".m2ts", ".nut"}
 
 
 def _why(e: BaseException) -> str:
@@ -128,8 +139,7 @@ def probe(path: str | Path) -> VideoInfo:
         vs = box.streams.video[0]
         first = None
         try:
-            for first in box.decode(vs):
-                break
+            first = next(iter(box.decode(vs)), None)
         except (av.error.FFmpegError, ValueError) as e:
             raise InputError(f"cannot decode video in {path}: {_why(e)}") from None
         if first is None:
@@ -236,10 +246,19 @@ class CodecChoice:
 
 
 _CODEC_ALIASES = {
-    "h264": "libx264", "x264": "libx264", "avc": "libx264",
-    "hevc": "libx265", "h265": "libx265", "x265": "libx265",
-    "prores": "prores_ks", "prores_hq": "prores_ks",
-    "vp9": "libvpx-vp9", "av1": "libsvtav1", "ffv1": "ffv1", "png": "png", "mjpeg": "mjpeg",
+    "h264": "libx264",
+    "x264": "libx264",
+    "avc": "libx264",
+    "hevc": "libx265",
+    "h265": "libx265",
+    "x265": "libx265",
+    "prores": "prores_ks",
+    "prores_hq": "prores_ks",
+    "vp9": "libvpx-vp9",
+    "av1": "libsvtav1",
+    "ffv1": "ffv1",
+    "png": "png",
+    "mjpeg": "mjpeg",
 }
 
 _CONTAINER_DEFAULT = {".mov": "prores_ks", ".qt": "prores_ks", ".webm": "libvpx-vp9"}
@@ -416,7 +435,10 @@ def render_video(
                         return
                     if packet.stream.index == vin.index:
                         for f in packet.decode():
-                            put(decoded, ("v", index, f.pts, f.time_base, f.duration, f.to_ndarray(format=fmt, **to_rgb)))
+                            put(
+                                decoded,
+                                ("v", index, f.pts, f.time_base, f.duration, f.to_ndarray(format=fmt, **to_rgb)),
+                            )
                             index += 1
                     elif packet.dts is not None or packet.stream.index in transcoders:
                         put(decoded, ("p", packet))

@@ -1,0 +1,261 @@
+"""Command line: arguments -> library calls, rich progress, one-line errors. No grading logic here.
+
+grade SHOT --look REFERENCE [-o OUT] [--mode fast] [--strength S] [--preview PNG] ...
+grade shots CLIP [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from grade import __version__
+from grade.errors import GradeError, Interrupted
+
+SUBCOMMANDS = ("shots",)
+
+
+def _positive_float01(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+        self.exit(2, f"grade: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def grade_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade",
+        description="Grade a shot (video or still) to the look of a reference still.",
+        epilog="Other commands: 'grade shots CLIP' lists shots and key frames.",
+    )
+    p.add_argument("input", type=Path, help="video or still to grade (never modified)")
+    p.add_argument("--look", type=Path, required=True, metavar="REF", help="reference still whose look to take")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
+    p.add_argument("--mode", choices=["fast"], default="fast", help="fast: global colour transfer per shot")
+    p.add_argument("--strength", type=_positive_float01, default=1.0, help="blend of the grade, 0..1 (default 1)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
+    p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")
+    p.add_argument(
+        "--preview", type=Path, metavar="PNG", help="write a contact sheet: reference, key frames before/after"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic for a seed)")
+    p.add_argument("--version", action="version", version=f"grade {__version__}")
+    _common(p)
+    return p
+
+
+def shots_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
+    p.add_argument("input", type=Path)
+    _common(p)
+    return p
+
+
+class RichProgress:
+    """Draws one rich progress bar per stage (with ETA) on stderr."""
+
+    def __init__(self, console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description:<8}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+
+        self._started = False
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:  # started on the first stage: an early error stays a single line
+            self._progress.stop()
+
+    @contextlib.contextmanager
+    def stage(self, name: str, total: int | None) -> Iterator:
+        progress = self._progress
+        if not self._started:
+            progress.start()
+            self._started = True
+        task_id = progress.add_task(name, total=total, info="")
+
+        class _Task:
+            def advance(self, n: int = 1) -> None:
+                progress.advance(task_id, n)
+
+            def update(self, completed=None, total=None, info=None) -> None:
+                kw = {k: v for k, v in (("completed", completed), ("total", total), ("info", info)) if v is not None}
+                progress.update(task_id, **kw)
+
+        try:
+            yield _Task()
+        finally:
+            t = progress.tasks[-1] if progress.tasks else None
+            if t is not None and t.id == task_id and t.total is not None and t.completed < t.total:
+                progress.update(task_id, total=t.completed)  # estimates were high: show it done
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_grade(args: argparse.Namespace, console) -> int:
+    from grade.pipeline import GradeOptions, grade_file
+    from grade.progress import NullProgress
+
+    options = GradeOptions(
+        mode=args.mode,
+        strength=args.strength,
+        device=args.device,
+        codec=args.codec,
+        crf=args.crf,
+        force=args.force,
+        preview=args.preview,
+        seed=args.seed,
+    )
+    t0 = time.perf_counter()
+    if args.quiet or args.json:
+        report = grade_file(args.input, args.look, options, args.output, NullProgress())
+    else:
+        with RichProgress(console) as progress:
+            report = grade_file(args.input, args.look, options, args.output, progress)
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        data = report.model_dump(mode="json")
+        data["seconds"]["total"] = round(elapsed, 3)
+        print(json.dumps(data))
+    elif not args.quiet:
+        extra = ""
+        if report.streams_copied or report.streams_reencoded:
+            copied, reenc = len(report.streams_copied), len(report.streams_reencoded)
+            extra = f"; audio/other streams copied: {copied}, re-encoded: {reenc}"
+        if report.streams_dropped:
+            extra += f"; dropped: {', '.join(report.streams_dropped)}"
+        console.print(
+            f"[green]graded[/green] {report.input} -> [bold]{report.output}[/bold]  "
+            f"({report.kind}, {len(report.shots)} shot{'s' if len(report.shots) != 1 else ''}, "
+            f"{report.frames} frame{'s' if report.frames != 1 else ''}, mode {report.mode}, {elapsed:.1f} s{extra})"
+        )
+        if report.preview:
+            console.print(f"preview: {report.preview}")
+    return 0
+
+
+def _run_shots(args: argparse.Namespace, console) -> int:
+    from grade.io.video import probe
+    from grade.shots import detect_shots
+
+    info = probe(args.input)
+    if args.quiet or args.json:
+        shots = detect_shots(args.input, info)
+    else:
+        with RichProgress(console) as progress, progress.stage("analyse", info.frames) as task:
+            shots = detect_shots(args.input, info, on_frame=lambda i: task.update(completed=i))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "input": str(args.input),
+                    "fps": info.fps,
+                    "frames": shots.frames,
+                    "shots": [s.model_dump() for s in shots.shots],
+                }
+            )
+        )
+        return 0
+    if args.quiet:
+        for s in shots.shots:
+            print(f"{s.index + 1}\t{s.start}\t{s.end}\t{s.start_tc}\t{s.end_tc}\t{s.key_frame}\t{s.key_tc}")
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
+    for col in ("shot", "in", "out", "frames", "key frame", "key tc"):
+        table.add_column(col, justify="right")
+    for s in shots.shots:
+        table.add_row(str(s.index + 1), s.start_tc, s.end_tc, str(s.frames), str(s.key_frame), s.key_tc)
+    console.print(table)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if argv and argv[0] in SUBCOMMANDS and not Path(argv[0]).exists():
+        command, parser = argv.pop(0), shots_parser()
+    else:
+        command, parser = "grade", grade_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error already printed on one line
+        return int(e.code or 0)
+    debug = args.debug or os.environ.get("GRADE_DEBUG") == "1"
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+        return _run_shots(args, console) if command == "shots" else _run_grade(args, console)
+    except GradeError as e:
+        if debug:
+            raise
+        print(f"grade: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"grade: error: {Interrupted('interrupted; no output was written')}", file=sys.stderr)
+        return Interrupted.exit_code
+    except MemoryError:
+        print("grade: error: out of memory (try a smaller --working-side or fewer jobs)", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: still one line unless --debug
+        if debug:
+            raise
+        why = " ".join(str(e).split())
+        msg = f"internal error: {type(e).__name__}: {why} (run with --debug for details)"
+        print(f"grade: error: {msg}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

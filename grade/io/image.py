@@ -1,0 +1,160 @@
+"""Stills in and out (OpenCV): 8- and 16-bit, grey, RGB and RGBA; alpha is carried through."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from grade.errors import InputError, OutputError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+MAX_PIXELS = 150_000_000  # larger stills are refused before decoding (decompression bombs)
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+@dataclass
+class Still:
+    """A decoded still: ``rgb`` ``(H, W, 3)`` uint8 or uint16, optional ``alpha`` ``(H, W)``."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+
+    @property
+    def bit_depth(self) -> int:
+        return 16 if self.rgb.dtype == np.uint16 else 8
+
+    def as_float(self) -> np.ndarray:
+        """``(H, W, 3)`` float32 in [0, 1]."""
+        return self.rgb.astype(np.float32) / (65535.0 if self.rgb.dtype == np.uint16 else 255.0)
+
+
+def _declared_size(path: Path) -> tuple[int, int] | None:
+    """Width and height from a PNG/JPEG header without decoding (None if unknown)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(head):
+            if head[i] != 0xFF:
+                i += 1
+                continue
+            marker = head[i + 1]
+            if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
+                return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
+            i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def read_image(path: str | Path, *, what: str = "image") -> Still:
+    """Decode a still.
+
+    Raises:
+        InputError: missing, empty, not an image, too large.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no such file: {path}")
+    if path.is_dir():
+        raise InputError(f"{what} is a directory: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} is an empty file: {path}")
+    size = _declared_size(path)
+    if size and size[0] * size[1] > MAX_PIXELS:
+        raise InputError(f"{what} is too large ({size[0]}x{size[1]} pixels, limit {MAX_PIXELS:,}): {path}")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise InputError(f"{what} is not a readable image: {path}")
+    if img.dtype not in (np.uint8, np.uint16):
+        if img.dtype == np.float32 or img.dtype == np.float64:
+            img = (np.clip(img, 0, 1) * 65535 + 0.5).astype(np.uint16)
+        else:
+            raise InputError(f"{what} has an unsupported sample type ({img.dtype}): {path}")
+    alpha = None
+    if img.ndim == 2:
+        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    elif img.shape[2] == 4:
+        alpha = img[:, :, 3].copy()
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    elif img.shape[2] == 3:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    else:
+        rgb = cv2.cvtColor(img[:, :, :1], cv2.COLOR_GRAY2RGB)
+    return Still(np.ascontiguousarray(rgb), alpha)
+
+
+def fit_side(img: np.ndarray, side: int) -> np.ndarray:
+    """Downscale ``(H, W, C)`` so its long side is at most ``side`` (area filter); never upscale."""
+    h, w = img.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8/uint16/float -> ``(3, H, W)`` float32 in [0, 1]."""
+    if rgb.dtype == np.uint8:
+        x = rgb.astype(np.float32) / 255.0
+    elif rgb.dtype == np.uint16:
+        x = rgb.astype(np.float32) / 65535.0
+    else:
+        x = rgb.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(x[..., :3])).permute(2, 0, 1).contiguous()
+
+
+def load_reference(path: str | Path, side: int = 512) -> tuple[torch.Tensor, np.ndarray]:
+    """The reference still at working resolution: ``(3, h, w)`` tensor and an RGB uint8 thumbnail.
+
+    Raises:
+        InputError: the reference is missing, a video, or not an image.
+    """
+    path = Path(path)
+    if path.exists() and not is_image_path(path) and path.suffix.lower() in VIDEO_HINTS:
+        raise InputError(f"reference is a video, not a still image: {path} (export a frame as PNG/JPEG)")
+    still = read_image(path, what="reference")
+    small = fit_side(still.rgb, side)
+    thumb = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
+    return to_tensor(small), thumb
+
+
+VIDEO_HINTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".ts", ".mts"}
+
+
+def encode_image(path: Path, rgb: np.ndarray, alpha: np.ndarray | None = None, quality: int = 95) -> bytes:
+    """Encode RGB (uint8/uint16) with optional alpha in the format named by ``path``'s extension."""
+    ext = path.suffix.lower()
+    if ext in (".jpg", ".jpeg", ".webp", ".bmp", ".ppm") and rgb.dtype == np.uint16:
+        rgb = (rgb >> 8).astype(np.uint8)  # these formats hold 8 bits
+        alpha = None if alpha is None else (alpha >> 8).astype(np.uint8) if alpha.dtype == np.uint16 else alpha
+    if alpha is not None and ext in (".png", ".tif", ".tiff", ".webp"):
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+        bgr[:, :, 3] = alpha.astype(rgb.dtype)
+    else:
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    try:
+        ok, buf = cv2.imencode(ext, bgr, params)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise OutputError(f"cannot encode an image as {ext}: {path}")
+    return buf.tobytes()
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()

@@ -1,0 +1,269 @@
+"""The library entry point: grade one video or still against a look.
+
+``grade_file`` runs decode/analysis -> shots and key frames -> fit a look per shot -> render, with
+every output written to a temporary file and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from grade import __version__
+from grade.errors import InputError
+from grade.io import image as image_io
+from grade.io import video as video_io
+from grade.io.atomic import atomic_output, check_output_path
+from grade.lut import PackedTable, apply_lut, apply_lut_u16, blend_strength
+from grade.preview import contact_sheet
+from grade.progress import NullProgress, Progress
+from grade.shots import Shot, detect_shots
+from grade.transfer import TransferSettings, fast_lut
+
+Mode = Literal["fast"]
+
+
+class GradeOptions(BaseModel):
+    """Everything a user can set for one grade (validated: these come from the command line)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = "fast"
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    codec: str | None = None
+    crf: int | None = Field(None, ge=0, le=63)
+    force: bool = False
+    preview: Path | None = None
+    working_side: int = Field(512, ge=64, le=4096)
+    seed: int = 0
+
+
+class GradeReport(BaseModel):
+    """What was done (the CLI's ``--json`` output)."""
+
+    grade_version: str = __version__
+    input: str
+    output: str
+    reference: str
+    kind: Literal["video", "still"]
+    mode: str
+    device: str
+    strength: float
+    width: int
+    height: int
+    frames: int
+    fps: float | None = None
+    duration: float | None = None
+    shots: list[Shot] = []
+    encoder: str | None = None
+    pix_fmt: str | None = None
+    streams_copied: list[str] = []
+    streams_reencoded: list[str] = []
+    streams_dropped: list[str] = []
+    preview: str | None = None
+    seconds: dict[str, float] = {}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without one is a user error."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_output(source: Path) -> Path:
+    """``<stem>.graded.<ext>`` next to the source."""
+    return source.with_name(f"{source.stem}.graded{source.suffix}")
+
+
+def _fit_look(key: torch.Tensor, reference: torch.Tensor, options: GradeOptions) -> torch.Tensor:
+    lut = fast_lut(key, reference, TransferSettings(seed=options.seed))
+    return blend_strength(lut, options.strength)
+
+
+def _after_thumb(lut: torch.Tensor, rgb_u8: np.ndarray) -> np.ndarray:
+    x = image_io.to_tensor(rgb_u8)[None]
+    with torch.inference_mode():
+        y = apply_lut(lut, x)[0].permute(1, 2, 0).numpy()
+    return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _write_preview(path: Path, reference: np.ndarray, rows, force: bool, sources: list[Path]) -> str:
+    check_output_path(path, sources, force=force)
+    sheet = contact_sheet(reference, rows)
+    data = image_io.encode_image(Path("preview.png"), sheet)
+    with atomic_output(path, force=force) as tmp:
+        image_io.write_bytes(tmp, data)
+    return str(path)
+
+
+def grade_file(
+    source: str | Path,
+    look: str | Path,
+    options: GradeOptions | None = None,
+    output: str | Path | None = None,
+    progress: Progress | None = None,
+) -> GradeReport:
+    """Grade a video or a still so that it takes on the look of a reference still.
+
+    Args:
+        source: video (anything FFmpeg reads) or still (PNG, JPEG, TIFF, ...). Never modified.
+        look: the reference still.
+        output: where to write; default ``<stem>.graded.<ext>`` beside the source.
+    Raises:
+        GradeError: any problem the user can fix, as one line.
+    """
+    options = options or GradeOptions()
+    progress = progress or NullProgress()
+    source, look = Path(source), Path(look)
+    if not source.exists():
+        raise InputError(f"no such file: {source}")
+    if source.is_dir():
+        raise InputError(f"input is a directory, not a media file: {source}")
+    info = None if image_io.is_image_path(source) else video_io.probe(source)
+    out = Path(output) if output else default_output(source)
+    if out.suffix == "":
+        raise InputError(f"output needs a file extension (e.g. .mp4, .mov, .png): {out}")
+    if info is not None:
+        video_io.choose_codec(out, options.codec, options.crf, info)  # unknown codec: fail before any work
+    check_output_path(out, [source, look], force=options.force)
+    if options.preview:
+        check_output_path(options.preview, [source, look, out], force=options.force)
+    device = resolve_device(options.device)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ref_t, ref_thumb = image_io.load_reference(look, options.working_side)
+    timings["reference"] = time.perf_counter() - t0
+    if info is not None and out.suffix.lower() not in video_io.OUTPUT_EXTENSIONS:
+        raise InputError(
+            f"cannot write video as {out.suffix}: use one of {', '.join(sorted(video_io.OUTPUT_EXTENSIONS))}"
+        )
+    if info is None:
+        return _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress, timings)
+    return _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, progress, timings)
+
+
+def _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress, timings) -> GradeReport:
+    t = time.perf_counter()
+    still = image_io.read_image(source, what="input")
+    if image_io.is_image_path(out) is False:
+        raise InputError(f"a still must be written as an image, not {out.suffix}: {out}")
+    with progress.stage("fit", 1) as task:
+        key = image_io.to_tensor(image_io.fit_side(still.rgb, options.working_side))
+        lut = _fit_look(key, ref_t, options)
+        task.advance()
+    timings["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with progress.stage("render", 1) as task:
+        rgb = still.rgb if still.rgb.dtype == np.uint16 else still.rgb.astype(np.uint16) * 257
+        graded = apply_lut_u16(lut, rgb)
+        if still.rgb.dtype == np.uint8:
+            graded = ((graded.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        data = image_io.encode_image(out, graded, still.alpha)
+        with atomic_output(out, force=options.force) as tmp:
+            image_io.write_bytes(tmp, data)
+        task.advance()
+    timings["render"] = time.perf_counter() - t
+    preview = None
+    if options.preview:
+        small = image_io.fit_side(still.rgb, 512)
+        small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
+        preview = _write_preview(
+            options.preview, ref_thumb, [("still", small, _after_thumb(lut, small))], options.force, [source, look]
+        )
+    h, w = still.rgb.shape[:2]
+    shot = Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)
+    return GradeReport(
+        input=str(source),
+        output=str(out),
+        reference=str(look),
+        kind="still",
+        mode=options.mode,
+        device=str(device),
+        strength=options.strength,
+        width=w,
+        height=h,
+        frames=1,
+        shots=[shot],
+        preview=preview,
+        seconds={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, progress, timings) -> GradeReport:
+    t = time.perf_counter()
+    with progress.stage("analyse", info.frames) as task:
+        shots = detect_shots(source, info, on_frame=lambda i: task.update(completed=i))
+    timings["analyse"] = time.perf_counter() - t
+    t = time.perf_counter()
+    luts = []
+    with progress.stage("fit", len(shots.shots)) as task:
+        for key in shots.keys:
+            luts.append(_fit_look(image_io.to_tensor(key), ref_t, options))
+            task.advance()
+    timings["fit"] = time.perf_counter() - t
+
+    current: dict[str, object] = {"shot": -1, "table": None}
+    ends = [s.end for s in shots.shots]
+
+    def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
+        shot = next((n for n, e in enumerate(ends) if index < e), len(ends) - 1)
+        lut = luts[shot]
+        if pixels.dtype == np.uint16:
+            return apply_lut_u16(lut, pixels)
+        if current["shot"] != shot:
+            current["shot"], current["table"] = shot, PackedTable(lut)
+        return current["table"].apply_rgba(pixels)
+
+    t = time.perf_counter()
+    with (
+        progress.stage("render", max(info.frames, shots.frames)) as task,
+        atomic_output(out, force=options.force) as tmp,
+    ):
+        stats = video_io.render_video(
+            source,
+            tmp,
+            info,
+            grade_frame,
+            codec=options.codec,
+            crf=options.crf,
+            on_frame=lambda i: task.advance(),
+        )
+    timings["render"] = time.perf_counter() - t
+    preview = None
+    if options.preview:
+        rows = [
+            (f"shot {s.index + 1} @{s.key_tc}", k, _after_thumb(lut, k))
+            for s, k, lut in zip(shots.shots, shots.keys, luts)
+        ]
+        preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
+    return GradeReport(
+        input=str(source),
+        output=str(out),
+        reference=str(look),
+        kind="video",
+        mode=options.mode,
+        device=str(device),
+        strength=options.strength,
+        width=info.width,
+        height=info.height,
+        frames=stats.frames,
+        fps=round(info.fps, 4),
+        duration=round(info.duration, 4),
+        shots=shots.shots,
+        encoder=stats.encoder,
+        pix_fmt=stats.pix_fmt,
+        streams_copied=stats.copied_streams,
+        streams_reencoded=stats.reencoded_streams,
+        streams_dropped=stats.dropped_streams,
+        preview=preview,
+        seconds={k: round(v, 3) for k, v in timings.items()},
+    )

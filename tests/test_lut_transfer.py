@@ -1,0 +1,95 @@
+"""The fast mode's global transfer and the LUT machinery it is baked into."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from clips import scene_frame
+
+from grade.io.image import to_tensor
+from grade.lut import PackedTable, apply_lut, apply_lut_u16, blend_strength, identity_lut
+from grade.transfer import TransferSettings, fast_lut, rgb_to_lab_points
+
+
+def sliced_w1(a: torch.Tensor, b: torch.Tensor, n_dirs: int = 32) -> float:
+    """Sliced Wasserstein-1 distance between Lab pixel sets of two (3, H, W) images."""
+    pa = rgb_to_lab_points(a.reshape(3, -1).T)
+    pb = rgb_to_lab_points(b.reshape(3, -1).T)
+    g = torch.Generator().manual_seed(1)
+    d = torch.nn.functional.normalize(torch.randn(n_dirs, 3, generator=g), dim=1)
+    q = torch.linspace(0.01, 0.99, 64)
+    return float((torch.quantile(pa @ d.T, q, dim=0) - torch.quantile(pb @ d.T, q, dim=0)).abs().mean())
+
+
+def structure(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Correlation of local luminance detail (high-pass) between two (3, H, W) images."""
+    la = rgb_to_lab_points(a.reshape(3, -1).T)[:, 0].reshape(a.shape[1:])
+    lb = rgb_to_lab_points(b.reshape(3, -1).T)[:, 0].reshape(b.shape[1:])
+    blur = torch.nn.AvgPool2d(5, 1, 2, count_include_pad=False)
+    ha = la - blur(la[None])[0]
+    hb = lb - blur(lb[None])[0]
+    return float((ha * hb).sum() / (ha.norm() * hb.norm() + 1e-9))
+
+
+@pytest.fixture
+def pair() -> tuple[torch.Tensor, torch.Tensor]:
+    return to_tensor(scene_frame(96, 64, 2, 0)), to_tensor(scene_frame(80, 60, 5, 1))
+
+
+def test_apply_lut_matches_the_function_it_samples() -> None:
+    gamma = torch.tensor([0.8, 1.0, 1.25]).view(3, 1, 1, 1)
+    lut = identity_lut(33) ** gamma
+    x = torch.rand(1, 3, 16, 16)
+    assert torch.allclose(apply_lut(identity_lut(9), x), x, atol=1e-5)
+    assert torch.allclose(apply_lut(lut, x), x ** gamma.view(1, 3, 1, 1), atol=6e-3)
+
+
+def test_lut_axes_are_not_swapped() -> None:
+    lut = identity_lut(5)
+    lut[0] = 1 - lut[0]  # invert red only
+    x = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    assert torch.allclose(apply_lut(lut, x).flatten(), torch.tensor([0.8, 0.5, 0.9]), atol=1e-5)
+
+
+def test_packed_table_and_16_bit_paths_agree_with_float() -> None:
+    lut = identity_lut(17) ** torch.tensor([0.7, 1.1, 1.4]).view(3, 1, 1, 1)
+    rgba = np.random.default_rng(0).integers(0, 256, (24, 32, 4), dtype=np.uint8)
+    out = PackedTable(lut).apply_rgba(rgba)
+    ref = apply_lut(lut, to_tensor(rgba[..., :3])[None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(out[..., :3] / 255.0 - ref).max() <= 1.5 / 255
+    assert (out[..., 3] == 255).all()
+    deep = rgba[..., :3].astype(np.uint16) * 257
+    out16 = apply_lut_u16(lut, deep, rows=7)
+    assert np.abs(out16 / 65535.0 - ref).max() < 1e-4
+
+
+def test_fast_transfer_moves_the_look_and_keeps_structure(pair) -> None:
+    key, ref = pair
+    lut = fast_lut(key, ref)
+    out = apply_lut(lut, key[None])[0]
+    before, after = sliced_w1(key, ref), sliced_w1(out, ref)
+    assert after < 0.35 * before, (before, after)
+    assert structure(out, key) > 0.95
+
+
+def test_transfer_to_itself_is_nearly_identity(pair) -> None:
+    key, _ = pair
+    lut = fast_lut(key, key)
+    out = apply_lut(lut, key[None])[0]
+    assert (out - key).abs().mean() < 0.01
+
+
+def test_strength_blends_between_identity_and_full(pair) -> None:
+    key, ref = pair
+    lut = fast_lut(key, ref)
+    assert torch.allclose(blend_strength(lut, 0.0), identity_lut(lut.shape[-1]))
+    half = blend_strength(lut, 0.5)
+    assert torch.allclose(half, (lut + identity_lut(lut.shape[-1])) / 2, atol=1e-6)
+
+
+def test_fit_is_deterministic_for_a_seed(pair) -> None:
+    key, ref = pair
+    a = fast_lut(key, ref, TransferSettings(seed=3))
+    b = fast_lut(key, ref, TransferSettings(seed=3))
+    assert torch.equal(a, b)

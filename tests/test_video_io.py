@@ -1,0 +1,149 @@
+"""Real PyAV round trips: timing, sizes, depth, metadata and audio survive a render."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from clips import audio_duration, make_clip, read_all
+from conftest import sha
+
+from grade.errors import InputError
+from grade.io.video import choose_codec, iter_frames, probe, render_video
+
+
+def identity(i: int, px: np.ndarray) -> np.ndarray:
+    return px
+
+
+def test_probe_reads_basic_properties(clip: Path) -> None:
+    info = probe(clip)
+    assert (info.width, info.height, info.frames) == (64, 48, 8)
+    assert info.fps == pytest.approx(24)
+    assert info.audio_streams == 1 and info.bit_depth == 8
+
+
+def test_roundtrip_keeps_frames_rate_audio_and_source(clip: Path, tmp_path: Path) -> None:
+    before = sha(clip)
+    out = tmp_path / "out.mp4"
+    stats = render_video(clip, out, probe(clip), identity)
+    a, ta = read_all(clip)
+    b, tb = read_all(out)
+    assert len(b) == len(a) == stats.frames == 8
+    assert tb == pytest.approx(ta)
+    assert probe(out).fps == pytest.approx(24)
+    assert stats.copied_streams == ["audio#1 (aac)"]
+    assert audio_duration(out) == pytest.approx(audio_duration(clip), abs=1e-3)
+    assert np.abs(a[4].astype(int) - b[4]).mean() < 4  # visually identical
+    assert sha(clip) == before
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "vfr.mp4", frames=10, vfr=True)
+    out = tmp_path / "out.mp4"
+    render_video(src, out, probe(src), identity)
+    _, ta = read_all(src)
+    _, tb = read_all(out)
+    assert len(set(np.round(np.diff(ta), 3))) > 1  # really variable
+    assert tb == pytest.approx(ta, abs=1e-3)
+
+
+def test_odd_dimensions(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "odd.mp4", size=(65, 47), pix_fmt="yuv444p", frames=5)
+    out = tmp_path / "out.mp4"
+    render_video(src, out, probe(src), identity)
+    info = probe(out)
+    assert (info.width, info.height, info.frames) == (65, 47, 5)
+
+
+def test_odd_source_into_420_codec_keeps_its_size(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "odd.mkv", size=(33, 25), codec="ffv1", pix_fmt="yuv420p", frames=3, audio=False)
+    out = tmp_path / "out.mp4"
+    render_video(src, out, probe(src), identity)
+    assert (probe(out).width, probe(out).height) == (33, 25)
+
+
+def test_rotation_sar_and_colour_tags_are_carried(tmp_path: Path) -> None:
+    tags = dict(color_primaries=1, color_trc=1, colorspace=1, color_range=1)
+    src = make_clip(tmp_path / "tagged.mp4", rotation=90, sar=Fraction(4, 3), tags=tags, frames=4)
+    out = tmp_path / "out.mp4"
+    render_video(src, out, probe(src), identity)
+    info = probe(out)
+    assert info.rotation == 90
+    assert info.sample_aspect_ratio == "4/3"
+    assert (info.color_primaries, info.color_trc, info.colorspace, info.color_range) == (1, 1, 1, 1)
+
+
+def test_ten_bit_is_decoded_deep_and_stays_ten_bit(tmp_path: Path) -> None:
+    src = make_clip(
+        tmp_path / "deep.mov",
+        codec="prores_ks",
+        pix_fmt="yuv422p10le",
+        audio_codec="pcm_s16le",
+        frames=4,
+        sixteen_bit_content=True,
+    )
+    info = probe(src)
+    assert info.bit_depth == 10
+    frame = next(iter_frames(src, info))
+    assert frame.pixels.dtype == np.uint16
+    assert np.any(frame.pixels % 257 != 0)  # more than 8 bits of information
+    out = tmp_path / "out.mov"
+    stats = render_video(src, out, info, identity)
+    assert stats.pix_fmt == "yuv422p10le" and probe(out).bit_depth == 10
+    assert stats.copied_streams == ["audio#1 (pcm_s16le)"]  # mov holds PCM: copied, not re-encoded
+    a = next(iter_frames(src)).pixels.astype(int)
+    b = next(iter_frames(out)).pixels.astype(int)
+    assert np.abs(a - b).mean() < 256  # well under one 8-bit step
+
+
+def test_pcm_audio_into_mp4_is_reencoded_not_lost(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "pcm.mov", audio_codec="pcm_s16le", frames=6)
+    out = tmp_path / "out.mp4"
+    stats = render_video(src, out, probe(src), identity)
+    assert stats.reencoded_streams == ["audio#1 (pcm_s16le) -> aac"]
+    assert audio_duration(out) == pytest.approx(audio_duration(src), abs=0.03)
+
+
+def test_default_codecs_per_container(clip: Path) -> None:
+    info = probe(clip)
+    assert choose_codec(Path("x.mp4"), None, None, info)[:1] == ("libx264",)
+    enc, opts, pix = choose_codec(Path("x.mov"), None, None, info)
+    assert enc == "prores_ks" and opts["profile"] == "3" and pix == "yuv422p10le"
+    assert choose_codec(Path("x.mp4"), "hevc", 20, info)[1]["crf"] == "20"
+    with pytest.raises(InputError, match="unknown video codec"):
+        choose_codec(Path("x.mp4"), "nonsense", None, info)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty file"), (b"this is not a video at all" * 40, "cannot read media")],
+)
+def test_bad_media_is_a_clear_error(tmp_path: Path, content: bytes, message: str) -> None:
+    p = tmp_path / "bad.mp4"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        probe(p)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
+    import av
+
+    p = tmp_path / "audio.m4a"
+    with av.open(str(p), "w") as box:
+        s = box.add_stream("aac", rate=48000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        frame.sample_rate = 48000
+        for pkt in s.encode(frame):
+            box.mux(pkt)
+        for pkt in s.encode(None):
+            box.mux(pkt)
+    with pytest.raises(InputError, match="no video stream"):
+        probe(p)
+
+
+def test_directory_is_not_media(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="directory"):
+        probe(tmp_path)
