@@ -47,23 +47,32 @@ def blend_strength(lut: torch.Tensor, strength: float) -> torch.Tensor:
     return identity_lut(lut.shape[-1]) + float(strength) * (lut - identity_lut(lut.shape[-1]))
 
 
+def _expand_and_pack(small: torch.Tensor, alpha: int = 0) -> np.ndarray:
+    """Expand ``(3, n, n, n)`` values in [0, 255] to every 8-bit code and pack them as ``uint32``.
+
+    ``small``'s axes must already run (slowest, middle, fastest) = (third, second, first) code of
+    the index ``c0 | c1 << 8 | c2 << 16``; channel k lands in byte k of each entry.
+    """
+    with torch.inference_mode():
+        big = F.interpolate(small.unsqueeze(0).float(), size=(256, 256, 256), mode="trilinear", align_corners=True)[0]
+        q = big.add_(0.5).clamp_(0, 255).to(torch.int32)
+        packed = q[0] | (q[1] << 8) | (q[2] << 16)  # int32 may wrap with alpha: the bits are right
+        if alpha:
+            packed |= alpha << 24
+    return packed.numpy().view(np.uint32).reshape(-1)
+
+
 class PackedTable:
     """A LUT expanded to every 8-bit RGB code value, packed as ``uint32`` (64 MiB).
 
-    Applying it to an 8-bit RGBA frame is one gather per pixel, which keeps the fast mode's cost
-    close to zero next to decoding and encoding. Build costs ~0.5 s; one per shot.
+    Applying it to an 8-bit RGBA frame is one gather per pixel (the four bytes of an RGBA pixel,
+    read as a little-endian ``uint32`` with alpha masked off, are the index ``r | g << 8 | b << 16``).
+    Build costs ~0.4 s; one per shot.
     """
 
     def __init__(self, lut: torch.Tensor) -> None:
-        with torch.inference_mode():
-            big = F.interpolate(lut.unsqueeze(0).float(), size=(256, 256, 256), mode="trilinear", align_corners=True)[0]
-            q = (big.clamp_(0, 1).mul_(255).add_(0.5)).to(torch.uint8)  # (3, r, g, b)
-        # index = r | g << 8 | b << 16 (little-endian RGBA bytes viewed as uint32), so order axes (b, g, r)
-        q = q.permute(0, 3, 2, 1).reshape(3, -1).numpy()
-        packed = np.empty((q.shape[1], 4), np.uint8)
-        packed[:, :3] = q.T
-        packed[:, 3] = 255
-        self.table = packed.view(np.uint32).reshape(-1)
+        # our LUTs are indexed [c, r, g, b]; the table's axes must run (b, g, r)
+        self.table = _expand_and_pack(lut.permute(0, 3, 2, 1).clamp(0, 1) * 255, alpha=255)
 
     def apply_rgba(self, rgba: np.ndarray) -> np.ndarray:
         """Grade an 8-bit RGBA frame ``(H, W, 4)``; returns a new ``(H, W, 4)`` array."""
@@ -81,3 +90,76 @@ def apply_lut_u16(lut: torch.Tensor, rgb16: np.ndarray, rows: int = 256) -> np.n
             res = apply_lut(lut, band)[0].permute(1, 2, 0)
             out[y : y + rows] = (res.clamp(0, 1) * 65535.0 + 0.5).to(torch.int32).numpy().astype(np.uint16)
     return out
+
+
+# BT.* luma coefficients (Kr, Kb) by swscale colourspace id (see grade.io.video.yuv_matrix).
+_KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
+
+
+def yuv_to_rgb(yuv: torch.Tensor, matrix: int, full_range: bool) -> torch.Tensor:
+    """8-bit code values ``(..., 3)`` (Y, Cb, Cr) -> R'G'B' in [0, 1] (clipped)."""
+    kr, kb = _KR_KB.get(matrix, _KR_KB[1])
+    kg = 1 - kr - kb
+    if full_range:
+        y, cb, cr = yuv[..., 0] / 255, (yuv[..., 1] - 128) / 255, (yuv[..., 2] - 128) / 255
+    else:
+        y, cb, cr = (yuv[..., 0] - 16) / 219, (yuv[..., 1] - 128) / 224, (yuv[..., 2] - 128) / 224
+    r = y + 2 * (1 - kr) * cr
+    b = y + 2 * (1 - kb) * cb
+    g = (y - kr * r - kb * b) / kg
+    return torch.stack([r, g, b], -1).clamp(0, 1)
+
+
+def rgb_to_yuv(rgb: torch.Tensor, matrix: int, full_range: bool) -> torch.Tensor:
+    """R'G'B' in [0, 1] ``(..., 3)`` -> 8-bit code values (float, unrounded)."""
+    kr, kb = _KR_KB.get(matrix, _KR_KB[1])
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    cb, cr = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    if full_range:
+        return torch.stack([y * 255, cb * 255 + 128, cr * 255 + 128], -1)
+    return torch.stack([y * 219 + 16, cb * 224 + 128, cr * 224 + 128], -1)
+
+
+class YuvTable:
+    """A LUT composed with the source's YCbCr matrix and range, expanded to every 8-bit (Y, Cb, Cr).
+
+    Grades 8-bit 4:2:0 frames without converting them to RGB and back (which costs more than the
+    grade itself): luma samples are looked up with the chroma of their 2x2 block, chroma samples
+    with the mean luma of their block. Table entries pack ``Y' | Cb' << 8 | Cr' << 16``.
+    """
+
+    def __init__(self, lut: torch.Tensor, matrix: int, full_range: bool, grid: int = 33) -> None:
+        with torch.inference_mode():
+            axis = torch.linspace(0, 255, grid)
+            cr, cb, y = torch.meshgrid(axis, axis, axis, indexing="ij")  # index order of the table
+            yuv = torch.stack([y, cb, cr], -1).reshape(-1, 3)
+            rgb = yuv_to_rgb(yuv, matrix, full_range)
+            graded = apply_lut(lut, rgb.T.reshape(1, 3, -1, 1))[0, :, :, 0].T  # (grid^3, 3)
+            # the grade as a change of code values: identity stays exact, and values outside the RGB
+            # gamut (super-whites, illegal chroma) keep what lies beyond it
+            delta = rgb_to_yuv(graded, matrix, full_range) - rgb_to_yuv(rgb, matrix, full_range)
+            self.table = _expand_and_pack((yuv + delta).T.reshape(3, grid, grid, grid))
+
+    def apply_yuv420(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Grade a yuv420p frame as PyAV lays it out: ``(H * 3 // 2, W)`` uint8 (even H and W)."""
+        import cv2
+
+        h2, w2 = height // 2, width // 2
+        y = planes[:height]
+        chroma = planes[height:].reshape(-1)
+        u = chroma[: h2 * w2].reshape(h2, w2)
+        v = chroma[h2 * w2 :].reshape(h2, w2)
+        zero_full = np.zeros((height, width), np.uint8)
+        uf = cv2.resize(u, (width, height), interpolation=cv2.INTER_NEAREST)
+        vf = cv2.resize(v, (width, height), interpolation=cv2.INTER_NEAREST)
+        idx = cv2.merge([y, uf, vf, zero_full]).view(np.uint32)[..., 0]
+        out = np.empty_like(planes)
+        out[:height] = np.take(self.table, idx).view(np.uint8).reshape(height, width, 4)[..., 0]
+        ym = cv2.resize(y, (w2, h2), interpolation=cv2.INTER_AREA)
+        cidx = cv2.merge([ym, u, v, np.zeros((h2, w2), np.uint8)]).view(np.uint32)[..., 0]
+        c = np.take(self.table, cidx).view(np.uint8).reshape(h2, w2, 4)
+        oc = out[height:].reshape(-1)
+        oc[: h2 * w2] = c[..., 1].reshape(-1)
+        oc[h2 * w2 :] = c[..., 2].reshape(-1)
+        return out

@@ -6,6 +6,7 @@ every output written to a temporary file and renamed into place only when comple
 
 from __future__ import annotations
 
+import bisect
 import time
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,7 @@ from grade.errors import InputError
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_output_path
-from grade.lut import PackedTable, apply_lut, apply_lut_u16, blend_strength
+from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
 from grade.preview import contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.shots import Shot, detect_shots
@@ -213,14 +214,19 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
 
     current: dict[str, object] = {"shot": -1, "table": None}
     ends = [s.end for s in shots.shots]
+    native = video_io.native_yuv420(info, out, options.codec, options.crf)
+    matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
-        shot = next((n for n, e in enumerate(ends) if index < e), len(ends) - 1)
+        shot = min(bisect.bisect_right(ends, index), len(ends) - 1)
         lut = luts[shot]
         if pixels.dtype == np.uint16:
             return apply_lut_u16(lut, pixels)
         if current["shot"] != shot:
-            current["shot"], current["table"] = shot, PackedTable(lut)
+            table = YuvTable(lut, matrix, full_range) if native else PackedTable(lut)
+            current["shot"], current["table"] = shot, table
+        if native:
+            return current["table"].apply_yuv420(pixels, info.height, info.width)
         return current["table"].apply_rgba(pixels)
 
     t = time.perf_counter()
@@ -236,6 +242,7 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
             codec=options.codec,
             crf=options.crf,
             on_frame=lambda i: task.advance(),
+            pixel_format="yuv420p" if native else None,
         )
     timings["render"] = time.perf_counter() - t
     preview = None

@@ -182,6 +182,8 @@ def detect_shots(
     with _open_input(path) as box:
         vs = box.streams.video[0]
         vs.thread_type = "AUTO"
+        # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
+        vs.codec_context.options = {"skip_loop_filter": "all"}
         try:
             for f in box.decode(vs):
                 small = f.to_ndarray(format="rgb24", width=aw, height=ah, interpolation="AREA", **kw)

@@ -83,7 +83,7 @@ def yuv_matrix(info: VideoInfo) -> int:
     return 1 if info.height >= 720 or info.width >= 1280 else 5
 
 
-def _range_of(info: VideoInfo) -> int:
+def range_of(info: VideoInfo) -> int:
     if info.color_range in (_RANGE_MPEG, _RANGE_JPEG):
         return info.color_range
     return _RANGE_JPEG if info.pix_fmt.startswith("yuvj") else _RANGE_MPEG
@@ -231,7 +231,7 @@ def iter_frames(
 def _to_rgb_kwargs(info: VideoInfo) -> dict:
     if info.pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "gray")):
         return {}
-    return {"src_colorspace": yuv_matrix(info), "src_color_range": _range_of(info)}
+    return {"src_colorspace": yuv_matrix(info), "src_color_range": range_of(info)}
 
 
 # ----------------------------------------------------------------------------------- encoding
@@ -367,6 +367,14 @@ class _Worker(threading.Thread):
             self.error = e
 
 
+def native_yuv420(info: VideoInfo, target: Path, codec: str | None, crf: int | None) -> bool:
+    """True when frames can be graded in their own 8-bit 4:2:0 YCbCr, with no RGB round trip:
+    the source and the output are both 8-bit 4:2:0 at even sizes."""
+    if info.pix_fmt not in ("yuv420p", "yuvj420p") or info.width % 2 or info.height % 2:
+        return False
+    return choose_codec(target, codec, crf, info)[2] == "yuv420p"
+
+
 def render_video(
     source: Path,
     target: Path,
@@ -376,18 +384,24 @@ def render_video(
     codec: str | None = None,
     crf: int | None = None,
     on_frame: Callable[[int], None] | None = None,
+    pixel_format: str | None = None,
 ) -> RenderStats:
     """Decode ``source``, pass each frame's pixels through ``grade(index, pixels)``, encode to ``target``.
 
+    ``pixel_format`` is what ``grade`` receives: :func:`rgb_format` by default, or ``"yuv420p"``
+    (planes as PyAV lays them out, ``(H * 3 // 2, W)``) when :func:`native_yuv420` allows it.
     Decoding, grading and encoding run in three threads joined by small bounded queues, so memory
     stays flat and the stages overlap. ``target`` is written directly: callers wrap it in
     :func:`grade.io.atomic.atomic_output`.
     """
     encoder, opts, pix_fmt = choose_codec(target, codec, crf, info)
     stats = RenderStats(encoder=encoder, pix_fmt=pix_fmt)
-    fmt = rgb_format(info)
+    fmt = pixel_format or rgb_format(info)
+    native = fmt == "yuv420p"
+    if native and not native_yuv420(info, target, codec, crf):
+        raise ValueError("yuv420p grading needs an 8-bit 4:2:0 source and output at even sizes")
     to_rgb = _to_rgb_kwargs(info)
-    matrix, rng = yuv_matrix(info), _range_of(info)
+    matrix, rng = yuv_matrix(info), range_of(info)
     src_box = _open_input(source)
     try:
         out_box = av.open(str(target), "w")
@@ -426,6 +440,17 @@ def render_video(
                     if stop.is_set():
                         return _END
 
+        def to_pixels(f: av.VideoFrame) -> np.ndarray:
+            same_size = f.width == info.width and f.height == info.height
+            if native:
+                if not same_size or f.format.name not in ("yuv420p", "yuvj420p"):
+                    f = f.reformat(width=info.width, height=info.height, format="yuv420p")
+                return f.to_ndarray()
+            if same_size:
+                return f.to_ndarray(format=fmt, **to_rgb)
+            # the stream changed size mid-way: scale back to the size the output was opened with
+            return f.to_ndarray(format=fmt, width=info.width, height=info.height, **to_rgb)
+
         def read() -> None:
             index = 0
             streams = [vin, *[s for s in src_box.streams if s.index in copy_map or s.index in transcoders]]
@@ -435,10 +460,7 @@ def render_video(
                         return
                     if packet.stream.index == vin.index:
                         for f in packet.decode():
-                            put(
-                                decoded,
-                                ("v", index, f.pts, f.time_base, f.duration, f.to_ndarray(format=fmt, **to_rgb)),
-                            )
+                            put(decoded, ("v", index, f.pts, f.time_base, f.duration, to_pixels(f)))
                             index += 1
                     elif packet.dts is not None or packet.stream.index in transcoders:
                         put(decoded, ("p", packet))
@@ -462,8 +484,11 @@ def render_video(
                         transcoders[idx].feed(packet, out_box)
                     continue
                 _, index, pts, tb, dur, pixels = item
-                frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
-                frame = frame.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range=rng)
+                if native:
+                    frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
+                else:
+                    frame = av.VideoFrame.from_ndarray(pixels, format=fmt)
+                    frame = frame.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range=rng)
                 frame.pts, frame.time_base = pts, tb
                 if dur:
                     with contextlib.suppress(AttributeError, TypeError):
@@ -556,7 +581,7 @@ def _add_video_stream(out_box, vin, info: VideoInfo, encoder: str, opts: dict, p
             vout.sample_aspect_ratio = sar
     if not pix_fmt.startswith(("rgb", "bgr", "gbr")):
         cc.colorspace = info.colorspace if info.colorspace in _SWS_MATRIX else 2
-        cc.color_range = _range_of(info)
+        cc.color_range = range_of(info)
     cc.color_primaries = info.color_primaries
     cc.color_trc = info.color_trc
     if info.rotation:

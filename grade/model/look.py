@@ -1,0 +1,141 @@
+"""A trained look, applied to any frame at full resolution.
+
+A :class:`LearnedLook` is the fast mode's global 3D LUT (the starting point) plus an
+:class:`~grade.model.hrnet.AffineHRNet` that predicts, at working resolution, a field of local
+affine colour transforms on top of it: ``out = A(x) · base + b(x)`` with ``base = LUT(in)``.
+
+At full resolution the field is carried by bilateral guided upsampling (Chen et al. 2016): at
+working resolution, a local affine map base -> output is fitted in small windows (box filters,
+ridge-regularised), averaged, upsampled bilinearly and applied to the full-resolution base.
+The result is locally an affine function of the frame's own colours (photoreal by construction),
+follows its edges, and costs a fixed amount per pixel whatever the network does; bands of rows
+keep memory bounded at 4K.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import kornia.filters as KF
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grade.lut import apply_lut
+from grade.model.hrnet import AffineHRNet
+
+
+@dataclass(frozen=True)
+class LookSettings:
+    working_side: int = 256  # long side the network sees
+    widths: tuple[int, ...] = (16, 32, 64)
+    blocks: int = 1
+    fit_radius: int = 2  # window of the guided upsampling fit, at working resolution
+    fit_eps: float = 1e-3
+    band_rows: int = 256  # rows per band at full resolution
+
+
+def working_size(h: int, w: int, side: int) -> tuple[int, int]:
+    s = min(1.0, side / max(h, w))
+    return max(8, round(h * s)), max(8, round(w * s))
+
+
+def network_input(frame: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``(B, 8, h, w)``: the frame, its globally graded base, and normalised coordinates, in [-1, 1]."""
+    b, _, h, w = frame.shape
+    yy = torch.linspace(-1, 1, h, device=frame.device).view(1, 1, h, 1).expand(b, 1, h, w)
+    xx = torch.linspace(-1, 1, w, device=frame.device).view(1, 1, 1, w).expand(b, 1, h, w)
+    return torch.cat([frame * 2 - 1, base * 2 - 1, yy, xx], 1)
+
+
+def apply_coefficients(coef: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``out = (I + dA) · base + b`` per pixel. ``coef`` ``(B, 12, H, W)``, ``base`` ``(B, 3, H, W)``."""
+    b, _, h, w = coef.shape
+    a = coef[:, :9].reshape(b, 3, 3, h, w)
+    out = base + (a * base[:, None]).sum(2) + coef[:, 9:]
+    return out
+
+
+def _box(t: torch.Tensor, r: int) -> torch.Tensor:
+    return KF.box_blur(t, (2 * r + 1, 2 * r + 1), border_type="reflect")
+
+
+def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+    """Per-window ridge-regularised affine fit ``dst ≈ M · src + t`` (the guided filter, in colour).
+
+    Args:
+        src, dst: ``(1, 3, h, w)``.
+    Returns:
+        ``(1, 12, h, w)``: ``M`` row-major (9) then ``t`` (3), averaged over windows.
+    """
+    _, _, h, w = src.shape
+    ms, md = _box(src, radius), _box(dst, radius)
+    ss = torch.stack([_box(src[:, i : i + 1] * src[:, j : j + 1], radius)[:, 0] for i in range(3) for j in range(3)], 1)
+    cov = ss - torch.stack([ms[:, i] * ms[:, j] for i in range(3) for j in range(3)], 1)
+    cov = cov.permute(0, 2, 3, 1).reshape(-1, 3, 3) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
+    sd = torch.stack([_box(src[:, i : i + 1] * dst, radius) for i in range(3)], 1)  # (1, in, out, h, w)
+    csd = (sd - ms[:, :, None] * md[:, None]).permute(0, 3, 4, 1, 2).reshape(-1, 3, 3)
+    m = torch.linalg.solve(cov, csd).transpose(1, 2)  # (P, out, in)
+    m = m.reshape(1, h, w, 9).permute(0, 3, 1, 2)
+    t = md - (m.reshape(1, 3, 3, h, w) * ms[:, None]).sum(2)
+    return _box(torch.cat([m, t], 1), radius)
+
+
+class LearnedLook:
+    """A global LUT and a trained coefficient network; call :meth:`apply` on frames."""
+
+    def __init__(self, lut: torch.Tensor, net: AffineHRNet, settings: LookSettings, strength: float = 1.0) -> None:
+        self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
+
+    def field(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Working-resolution fit for a full-resolution ``(1, 3, H, W)`` frame: ``(12, h, w)`` affine field
+        mapping the *base* (LUT-graded) colours to the graded ones."""
+        h, w = working_size(frame.shape[-2], frame.shape[-1], self.settings.working_side)
+        small = F.interpolate(frame, size=(h, w), mode="area")
+        base = apply_lut(self.lut, small)
+        with torch.inference_mode():
+            coef = self.net(network_input(small, base))
+            out = apply_coefficients(coef, base)
+            if self.strength != 1.0:
+                out = base + self.strength * (out - base)
+            return fit_local_affine(base, out, self.settings.fit_radius, self.settings.fit_eps), base
+
+    def apply(self, frame: torch.Tensor) -> torch.Tensor:
+        """Grade a full-resolution frame ``(1, 3, H, W)`` in [0, 1]; returns ``(1, 3, H, W)``."""
+        field, _ = self.field(frame)
+        return self.apply_field(frame, field)
+
+    def apply_field(self, frame: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        _, _, hh, ww = frame.shape
+        out = torch.empty_like(frame)
+        rows = self.settings.band_rows
+        h = field.shape[-2]
+        scale = h / hh
+        with torch.inference_mode():
+            for y0 in range(0, hh, rows):
+                y1 = min(hh, y0 + rows)
+                # sample the field at these rows' centres (align_corners=False geometry), padded by one row
+                fy0 = max(0, int(np.floor((y0 + 0.5) * scale - 0.5)) - 1)
+                fy1 = min(h, int(np.ceil((y1 - 0.5) * scale - 0.5)) + 2)
+                part = field[:, :, fy0:fy1]
+                ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5) * scale - 0.5 - fy0
+                gy = ys / max(1, part.shape[-2] - 1) * 2 - 1 if part.shape[-2] > 1 else torch.zeros_like(ys)
+                gx = (
+                    torch.linspace(-1, 1, ww)
+                    if False
+                    else ((torch.arange(ww, dtype=torch.float32) + 0.5) * (field.shape[-1] / ww) - 0.5)
+                    / max(1, field.shape[-1] - 1)
+                    * 2
+                    - 1
+                )
+                grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
+                up = F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=True)
+                base = apply_lut(self.lut, frame[:, :, y0:y1])
+                out[:, :, y0:y1] = apply_coefficients_full(up, base)
+        return out.clamp_(0, 1)
+
+
+def apply_coefficients_full(m: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``out = M · base + t`` with a full (not identity-relative) matrix ``m`` ``(B, 12, H, W)``."""
+    b, _, h, w = m.shape
+    return (m[:, :9].reshape(b, 3, 3, h, w) * base[:, None]).sum(2) + m[:, 9:]
