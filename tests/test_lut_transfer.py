@@ -93,3 +93,24 @@ def test_fit_is_deterministic_for_a_seed(pair) -> None:
     a = fast_lut(key, ref, TransferSettings(seed=3))
     b = fast_lut(key, ref, TransferSettings(seed=3))
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(("matrix", "full_range"), [(1, False), (5, True)])
+def test_yuv_table_agrees_with_the_rgb_path(matrix: int, full_range: bool) -> None:
+    import av
+
+    from grade.lut import YuvTable
+
+    rgb = scene_frame(64, 48, 1, 0)
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format="yuv420p", dst_colorspace=matrix, dst_color_range=2 if full_range else 1
+    )
+    planes = frame.to_ndarray()
+    assert np.array_equal(YuvTable(identity_lut(9), matrix, full_range).apply_yuv420(planes, 48, 64), planes)
+    lut = identity_lut(33) ** torch.tensor([0.7, 1.1, 1.4]).view(3, 1, 1, 1)
+    graded = YuvTable(lut, matrix, full_range).apply_yuv420(planes, 48, 64)
+    kw = {"src_colorspace": matrix, "src_color_range": 2 if full_range else 1}
+    back = av.VideoFrame.from_ndarray(graded, format="yuv420p").to_ndarray(format="rgb24", **kw) / 255.0
+    src = frame.to_ndarray(format="rgb24", **kw)
+    want = apply_lut(lut, to_tensor(src)[None])[0].permute(1, 2, 0).numpy()
+    assert np.abs(back - want).mean() < 2.0 / 255

@@ -147,3 +147,35 @@ def test_audio_only_file_has_no_video_stream(tmp_path: Path) -> None:
 def test_directory_is_not_media(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory"):
         probe(tmp_path)
+
+
+def test_full_range_source_keeps_its_range(tmp_path: Path) -> None:
+    tags = dict(color_range=2, colorspace=5)
+    src = make_clip(tmp_path / "jpeg.mp4", pix_fmt="yuvj420p", tags=tags, frames=4, audio=False)
+    out = tmp_path / "out.mp4"
+    render_video(src, out, probe(src), lambda i, px: px, pixel_format="yuv420p")
+    info = probe(out)
+    assert info.color_range == 2
+    a, _ = read_all(src)
+    b, _ = read_all(out)
+    assert np.abs(a[2].astype(int) - b[2]).mean() < 3
+
+
+def test_resolution_change_mid_stream_is_scaled_to_the_first_size(tmp_path: Path) -> None:
+    import av
+
+    src = tmp_path / "switch.mkv"
+    with av.open(str(src), "w") as box:
+        s = box.add_stream("ffv1", rate=24)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(6):
+            w, h = (64, 48) if i < 3 else (32, 24)
+            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            for p in s.encode(f):
+                box.mux(p)
+        for p in s.encode(None):
+            box.mux(p)
+    out = tmp_path / "out.mp4"
+    stats = render_video(src, out, probe(src), lambda i, px: px)
+    assert stats.frames == 6 and (probe(out).width, probe(out).height) == (64, 48)

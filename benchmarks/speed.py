@@ -1,0 +1,155 @@
+"""Render speed of ``grade``'s fast mode against a plain decode + re-encode of the same clip.
+
+It builds a 1920x1080 H.264 test clip (``--seconds`` long, 29.97 fps by default) from
+``<shared>/samples/video/01_psd_testvideo.mp4`` (frames upscaled, source looped if needed), then
+times, alternating, ``--repeats`` times each:
+
+* A, baseline: a PyAV transcode loop, decode -> libx264 (crf 16, preset medium, yuv420p,
+  the codec settings ``grade`` uses for .mp4), threaded decoder and encoder;
+* B, grade: ``grade_file(clip, reference, GradeOptions(mode="fast"), output=...mp4)``.
+
+It reports the median wall seconds of each, the ratio B/A (target <= 1.5), frames per second, and
+the median per-stage seconds of grade's report (reference, analyse, fit, render).
+
+Run::
+
+    python benchmarks/speed.py [--seconds 10] [--repeats 3] [--json speed.json]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.video.frame import PictureType
+from common import make_parser, print_system, save_json, shared_dir, system_info, table, timed
+
+from grade.pipeline import GradeOptions, GradeReport, grade_file
+
+SOURCE = Path("samples/video/01_psd_testvideo.mp4")
+REFERENCE = Path("samples/pairs/34_reference.jpg")
+X264_OPTIONS = {"crf": "16", "preset": "medium"}  # grade's defaults for .mp4 (grade.io.video.choose_codec)
+STAGES = ("reference", "analyse", "fit", "render")
+
+
+def build_clip(source: Path, target: Path, seconds: float, rate: Fraction, size: tuple[int, int]) -> int:
+    """Upscaled frames of ``source`` (looped as needed) as H.264 crf 18 at ``rate``; returns the frame count."""
+    frames = max(1, round(seconds * rate))
+    written = 0
+    with av.open(str(target), "w") as out:
+        vout = out.add_stream("libx264", rate=rate)
+        vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
+        vout.time_base = 1 / rate
+        vout.options = {"crf": "18", "preset": "medium"}
+        vout.thread_type = "AUTO"
+        while written < frames:
+            with av.open(str(source)) as box:
+                vin = box.streams.video[0]
+                vin.thread_type = "AUTO"
+                for frame in box.decode(vin):
+                    big = frame.reformat(width=size[0], height=size[1], format="yuv420p")
+                    big.pts, big.time_base = written, 1 / rate
+                    out.mux(vout.encode(big))
+                    written += 1
+                    if written >= frames:
+                        break
+        out.mux(vout.encode(None))
+    return written
+
+
+def transcode(source: Path, target: Path) -> int:
+    """Baseline: decode and re-encode every frame with grade's mp4 settings; returns the frame count."""
+    frames = 0
+    with av.open(str(source)) as box, av.open(str(target), "w") as out:
+        vin = box.streams.video[0]
+        vin.thread_type = "AUTO"
+        vout = out.add_stream("libx264", rate=vin.average_rate)
+        vout.width, vout.height, vout.pix_fmt = vin.width, vin.height, "yuv420p"
+        vout.time_base = vin.time_base
+        vout.codec_context.time_base = vin.time_base
+        vout.options = dict(X264_OPTIONS)
+        vout.thread_type = "AUTO"
+        for frame in box.decode(vin):
+            frame.pict_type = PictureType.NONE  # the encoder picks frame types (as ffmpeg does)
+            out.mux(vout.encode(frame))
+            frames += 1
+        out.mux(vout.encode(None))
+    return frames
+
+
+def count_frames(path: Path) -> int:
+    with av.open(str(path)) as box:
+        return sum(1 for _ in box.decode(video=0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the test clip (default 10)")
+    parser.add_argument("--fps", type=Fraction, default=Fraction(30000, 1001), help="frame rate (30000/1001)")
+    parser.add_argument("--size", default="1920x1080", help="test clip size WxH (default 1920x1080)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each, alternating (default 3)")
+    parser.add_argument("--reference", type=Path, help=f"reference still (default <shared>/{REFERENCE})")
+    args = parser.parse_args(argv)
+    shared = shared_dir(args.shared)
+    reference = args.reference or shared / REFERENCE
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    info = system_info()
+    print_system(info)
+
+    options = GradeOptions(mode="fast", force=True)
+    baseline: list[float] = []
+    graded: list[float] = []
+    reports: list[GradeReport] = []
+    with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
+        clip, out_a, out_b = Path(tmp) / "clip.mp4", Path(tmp) / "baseline.mp4", Path(tmp) / "graded.mp4"
+        build_s, frames = timed(lambda: build_clip(shared / SOURCE, clip, args.seconds, args.fps, (width, height)))
+        print(f"test clip: {width}x{height}, {frames} frames at {float(args.fps):.3f} fps (built in {build_s:.1f} s)")
+        for n in range(max(1, args.repeats)):
+            seconds, frames_a = timed(lambda: transcode(clip, out_a))
+            baseline.append(seconds)
+            seconds, report = timed(lambda: grade_file(clip, reference, options, output=out_b))
+            graded.append(seconds)
+            reports.append(report)
+            print(f"run {n + 1}: baseline {baseline[-1]:.2f} s, grade {graded[-1]:.2f} s", file=sys.stderr)
+        frames_b = count_frames(out_b)
+        if not frames_a == frames_b == frames:
+            print(f"warning: frame counts differ: clip {frames}, baseline {frames_a}, grade {frames_b}")
+
+    a, b = statistics.median(baseline), statistics.median(graded)
+    stages = {s: statistics.median(r.seconds.get(s, 0.0) for r in reports) for s in STAGES}
+    runs = ", ".join(f"{x:.2f}" for x in baseline), ", ".join(f"{x:.2f}" for x in graded)
+    print()
+    print(
+        table(
+            ["run", "median s", "frames/s", "runs (s)"],
+            [["A baseline transcode", a, frames / a, runs[0]], ["B grade fast", b, frames / b, runs[1]]],
+        )
+    )
+    print(f"\nB/A = {b / a:.3f}  (target <= 1.5: {'met' if b / a <= 1.5 else 'NOT met'})")
+    print()
+    print(table(["grade stage", "median s"], [[s, v] for s, v in stages.items()]))
+    print(f"\nshots: {len(reports[-1].shots)}, encoder {reports[-1].encoder} {reports[-1].pix_fmt}")
+    save_json(
+        args.json,
+        {
+            "system": info,
+            "width": width,
+            "height": height,
+            "frames": frames,
+            "fps": float(args.fps),
+            "baseline_seconds": baseline,
+            "grade_seconds": graded,
+            "ratio": b / a,
+            "grade_stages": stages,
+            "grade_reports": [r.model_dump(mode="json") for r in reports],
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""A run stopped by the user (SIGINT) or the system (SIGTERM) leaves no file at the output path."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from clips import make_clip
+from conftest import no_temp_files, sha
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_render_leaves_nothing(tmp_path: Path, reference: Path, sig: signal.Signals) -> None:
+    src = make_clip(tmp_path / "long.mp4", frames=400, size=(320, 240), audio=True)
+    before = sha(src)
+    out = tmp_path / "out.mov"  # ProRes: slow enough to be caught mid-render
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "-o", str(out), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(tmp_path.glob(".out.grade-tmp-*")):
+        time.sleep(0.05)  # wait until the temporary output exists: rendering has begun
+    assert proc.poll() is None, "finished before it could be interrupted"
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("grade: error: interrupted")
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert no_temp_files(tmp_path)
+    assert sha(src) == before
