@@ -53,13 +53,14 @@ def _expand_and_pack(small: torch.Tensor, alpha: int = 0) -> np.ndarray:
     ``small``'s axes must already run (slowest, middle, fastest) = (third, second, first) code of
     the index ``c0 | c1 << 8 | c2 << 16``; channel k lands in byte k of each entry.
     """
+    packed = np.full((256, 256, 256, 4), alpha, np.uint8)  # byte k of each little-endian uint32
     with torch.inference_mode():
-        big = F.interpolate(small.unsqueeze(0).float(), size=(256, 256, 256), mode="trilinear", align_corners=True)[0]
-        q = big.add_(0.5).clamp_(0, 255).to(torch.int32)
-        packed = q[0] | (q[1] << 8) | (q[2] << 16)  # int32 may wrap with alpha: the bits are right
-        if alpha:
-            packed |= alpha << 24
-    return packed.numpy().view(np.uint32).reshape(-1)
+        for k in range(3):  # one channel at a time keeps temporaries near 80 MiB
+            one = small[k][None, None].float()
+            big = F.interpolate(one, size=(256, 256, 256), mode="trilinear", align_corners=True)
+            packed[..., k] = big[0, 0].add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
+            del big
+    return packed.view(np.uint32).reshape(-1)
 
 
 class PackedTable:

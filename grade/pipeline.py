@@ -223,6 +223,7 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
         if pixels.dtype == np.uint16:
             return apply_lut_u16(lut, pixels)
         if current["shot"] != shot:
+            current["table"] = None  # release the previous shot's 64 MiB table before building the next
             table = YuvTable(lut, matrix, full_range) if native else PackedTable(lut)
             current["shot"], current["table"] = shot, table
         if native:

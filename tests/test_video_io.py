@@ -170,7 +170,8 @@ def test_resolution_change_mid_stream_is_scaled_to_the_first_size(tmp_path: Path
         s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
         for i in range(6):
             w, h = (64, 48) if i < 3 else (32, 24)
-            f = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i, np.uint8), format="rgb24").reformat(format="yuv420p")
+            rgb = np.full((h, w, 3), 40 * i, np.uint8)
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
             f.pts = i
             for p in s.encode(f):
                 box.mux(p)
