@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import kornia.filters as KF
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -106,30 +105,18 @@ class LearnedLook:
         return self.apply_field(frame, field)
 
     def apply_field(self, frame: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        """Apply a working-resolution field ``(1, 12, h, w)`` to a full-resolution frame, band by band."""
         _, _, hh, ww = frame.shape
         out = torch.empty_like(frame)
         rows = self.settings.band_rows
-        h = field.shape[-2]
-        scale = h / hh
+        gx = (torch.arange(ww, dtype=frame.dtype) + 0.5) * (2.0 / ww) - 1
         with torch.inference_mode():
             for y0 in range(0, hh, rows):
                 y1 = min(hh, y0 + rows)
-                # sample the field at these rows' centres (align_corners=False geometry), padded by one row
-                fy0 = max(0, int(np.floor((y0 + 0.5) * scale - 0.5)) - 1)
-                fy1 = min(h, int(np.ceil((y1 - 0.5) * scale - 0.5)) + 2)
-                part = field[:, :, fy0:fy1]
-                ys = (torch.arange(y0, y1, dtype=torch.float32) + 0.5) * scale - 0.5 - fy0
-                gy = ys / max(1, part.shape[-2] - 1) * 2 - 1 if part.shape[-2] > 1 else torch.zeros_like(ys)
-                gx = (
-                    torch.linspace(-1, 1, ww)
-                    if False
-                    else ((torch.arange(ww, dtype=torch.float32) + 0.5) * (field.shape[-1] / ww) - 0.5)
-                    / max(1, field.shape[-1] - 1)
-                    * 2
-                    - 1
-                )
-                grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], -1)[None]
-                up = F.grid_sample(part, grid, mode="bilinear", padding_mode="border", align_corners=True)
+                gy = (torch.arange(y0, y1, dtype=frame.dtype) + 0.5) * (2.0 / hh) - 1
+                grid = torch.stack([gx.expand(y1 - y0, ww), gy[:, None].expand(y1 - y0, ww)], -1)[None]
+                # bilinear, same geometry as F.interpolate(align_corners=False), one band at a time
+                up = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
                 base = apply_lut(self.lut, frame[:, :, y0:y1])
                 out[:, :, y0:y1] = apply_coefficients_full(up, base)
         return out.clamp_(0, 1)

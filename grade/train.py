@@ -1,0 +1,167 @@
+"""Key-frame trainer of the learned look: Adam with a cosine schedule, early stopping on a plateau,
+deterministic for a seed.
+
+The network starts as the identity on top of the fast mode's global LUT, so training only learns
+the *correction*: where the reference's colours belong region by region, under the structure
+and photorealism terms.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from grade.losses import (
+    LossWeights,
+    RegionSpec,
+    descriptors,
+    look_loss,
+    matting_loss,
+    random_directions,
+    region_loss,
+    sample_points,
+    smoothness_loss,
+    structure_loss,
+    to_lab,
+    tone_stats,
+)
+from grade.lut import apply_lut
+from grade.model.hrnet import AffineHRNet
+from grade.model.look import LearnedLook, LookSettings, apply_coefficients, network_input, working_size
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int = 300  # at most
+    lr: float = 4e-3
+    patience: int = 40  # steps without a 0.5% better smoothed loss before stopping
+    samples: int = 4096  # pixels per step for the distribution terms
+    directions: int = 48  # projections per step for the sliced distances
+    seed: int = 0
+    weights: LossWeights = field(default_factory=LossWeights)
+    region: RegionSpec = field(default_factory=RegionSpec)
+
+
+@dataclass
+class TrainReport:
+    steps: int
+    seconds: float
+    loss_first: float
+    loss_last: float
+    stopped_early: bool
+    history: list[float]
+
+
+def _fit(img: torch.Tensor, side: int) -> torch.Tensor:
+    h, w = working_size(img.shape[-2], img.shape[-1], side)
+    return F.interpolate(img[None] if img.dim() == 3 else img, size=(h, w), mode="area")
+
+
+def train_look(
+    key: torch.Tensor | list[torch.Tensor],
+    reference: torch.Tensor,
+    lut: torch.Tensor,
+    look: LookSettings | None = None,
+    settings: TrainSettings | None = None,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> tuple[LearnedLook, TrainReport]:
+    """Train a :class:`LearnedLook` on one key frame (or several of one scene) against a reference.
+
+    Args:
+        key: ``(3, H, W)`` RGB in [0,1], or a list of them.
+        reference: ``(3, H', W')`` RGB in [0,1].
+        lut: the fast mode's LUT ``(3, N, N, N)`` for these key frames, the starting point.
+        on_step: called with ``(step, max_steps, loss)``.
+    """
+    t0 = time.perf_counter()
+    look = look or LookSettings()
+    settings = settings or TrainSettings()
+    device = torch.device(device)
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    keys = key if isinstance(key, list | tuple) else [key]
+    lut_d = lut.to(device)
+    w = settings.weights
+    region_w = torch.tensor(settings.region.weights, device=device).view(1, -1, 1, 1)
+
+    ref = _fit(reference, look.working_side).to(device)
+    ref_lab = to_lab(ref)
+    n_ref = ref.shape[-2] * ref.shape[-1]
+    ridx = torch.randperm(n_ref, generator=gen)[: max(settings.samples * 4, 16384)].to(device)
+    ref_points = sample_points(ref_lab, ridx)
+    ref_joint = torch.cat([sample_points(descriptors(ref) * region_w, ridx), ref_points], 1)
+    ref_tone = tone_stats(ref_lab)
+
+    frames = []
+    for k in keys:
+        x = _fit(k, look.working_side).to(device)
+        base = apply_lut(lut_d, x)
+        frames.append(
+            {
+                "x": x,
+                "base": base,
+                "inp": network_input(x, base),
+                "lab_in": to_lab(x),
+                "desc": descriptors(x) * region_w,
+                "guide": to_lab(x)[:, :1] / 100,
+            }
+        )
+
+    net = AffineHRNet(in_ch=8, widths=look.widths, blocks=look.blocks).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / settings.steps)))
+    )
+    history: list[float] = []
+    best, since_best, ema = math.inf, 0, None
+    stopped = False
+    step = 0
+    for step in range(1, settings.steps + 1):
+        total = torch.zeros((), device=device)
+        for fr in frames:
+            coef = net(fr["inp"])
+            out = apply_coefficients(coef, fr["base"])
+            out_lab = to_lab(out)
+            n = out.shape[-2] * out.shape[-1]
+            idx = torch.randint(0, n, (min(settings.samples, n),), generator=gen).to(device)
+            dirs3 = random_directions(settings.directions, 3, gen, device)
+            dirs_j = random_directions(settings.directions, ref_joint.shape[1], gen, device)
+            loss = w.look * look_loss(out_lab, ref_points, idx, dirs3)
+            loss = loss + w.region * region_loss(out_lab, fr["desc"], ref_joint, idx, dirs_j)
+            loss = loss + w.tone * (tone_stats(out_lab) - ref_tone).abs().mean()
+            loss = loss + w.structure * structure_loss(out_lab, fr["lab_in"])
+            loss = loss + w.matting * matting_loss(out, fr["x"])
+            loss = loss + w.smooth * smoothness_loss(coef, fr["guide"])
+            total = total + loss / len(frames)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        sched.step()
+        value = float(total.detach())
+        history.append(value)
+        ema = value if ema is None else 0.9 * ema + 0.1 * value
+        if ema < best * 0.995:
+            best, since_best = ema, 0
+        else:
+            since_best += 1
+        if on_step:
+            on_step(step, settings.steps, value)
+        if since_best >= settings.patience:
+            stopped = True
+            break
+    net.eval()
+    report = TrainReport(
+        steps=step,
+        seconds=time.perf_counter() - t0,
+        loss_first=history[0] if history else math.nan,
+        loss_last=history[-1] if history else math.nan,
+        stopped_early=stopped,
+        history=history,
+    )
+    return LearnedLook(lut.cpu(), net.cpu(), look), report
