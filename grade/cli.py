@@ -16,6 +16,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from grade import __version__
 from grade.errors import GradeError, Interrupted
 
@@ -52,7 +54,14 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path, help="video or still to grade (never modified)")
     p.add_argument("--look", type=Path, required=True, metavar="REF", help="reference still whose look to take")
     p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
-    p.add_argument("--mode", choices=["fast"], default="fast", help="fast: global colour transfer per shot")
+    p.add_argument(
+        "--mode",
+        choices=["fast", "learned"],
+        default="fast",
+        help="fast: global colour transfer per shot (default); learned: a per-shot network trained on the key "
+        "frame on top of it, matching the reference region by region (slower)",
+    )
+    p.add_argument("--steps", type=int, help="learned mode: training steps per shot (default 120)")
     p.add_argument("--strength", type=_positive_float01, default=1.0, help="blend of the grade, 0..1 (default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
@@ -149,6 +158,7 @@ def _run_grade(args: argparse.Namespace, console) -> int:
         force=args.force,
         preview=args.preview,
         seed=args.seed,
+        steps=args.steps,
     )
     t0 = time.perf_counter()
     if args.quiet or args.json:
@@ -240,6 +250,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"grade: error: {e}", file=sys.stderr)
         return e.exit_code
+    except ValidationError as e:  # an option out of range that argparse let through
+        if debug:
+            raise
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "option"
+        print(f"grade: error: --{where.replace('_', '-')}: {first.get('msg', 'invalid value')}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"grade: error: {Interrupted('interrupted; no output was written')}", file=sys.stderr)
         return Interrupted.exit_code

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class LossWeights:
-    look: float = 1.0
-    region: float = 1.0
+    look: float = 0.5  # global colour distribution
+    region: float = 0.0  # joint (descriptor, colour) distribution; the segment term does this job better
+    segment: float = 3.0  # colour distribution segment by segment (regional look)
     tone: float = 0.5
     structure: float = 20.0
     matting: float = 200.0
@@ -57,6 +58,17 @@ def sliced_w1(x: torch.Tensor, y: torch.Tensor, dirs: torch.Tensor) -> torch.Ten
         px = _resample_sorted(px, n)
         py = _resample_sorted(py, n)
     return (px - py).abs().mean()
+
+
+def sorted_projections(y: torch.Tensor, dirs: torch.Tensor, n: int) -> torch.Tensor:
+    """Sorted projections of a fixed point set ``(M, D)`` on ``dirs`` ``(K, D)``, resampled to ``n`` quantiles:
+    computed once, for :func:`sliced_w1_presorted`."""
+    return _resample_sorted(torch.sort(y @ dirs.T, dim=0).values, n)
+
+
+def sliced_w1_presorted(x: torch.Tensor, y_sorted: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """:func:`sliced_w1` against a target given by :func:`sorted_projections` (same ``dirs``, ``len(x)`` rows)."""
+    return (torch.sort(x @ dirs.T, dim=0).values - y_sorted).abs().mean()
 
 
 def _resample_sorted(p: torch.Tensor, n: int) -> torch.Tensor:
@@ -180,3 +192,53 @@ def smoothness_loss(coef: torch.Tensor, guide: torch.Tensor, sigma: float = 0.05
     wx = torch.exp(-(guide[..., :, 1:] - guide[..., :, :-1]).abs() / sigma)
     wy = torch.exp(-(guide[..., 1:, :] - guide[..., :-1, :]).abs() / sigma)
     return (dx * wx).mean() + (dy * wy).mean()
+
+
+def shared_segments(
+    content_desc: torch.Tensor, ref_desc: torch.Tensor, k: int, gen: torch.Generator, iters: int = 20
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment two images *jointly*: k-means on the pooled descriptors of both, so segment j of the
+    shot and segment j of the reference hold content that looks alike (top, bright, smooth...).
+
+    Args:
+        content_desc, ref_desc: ``(1, D, H, W)`` and ``(1, D, H', W')`` weighted descriptors.
+    Returns:
+        labels ``(H*W,)`` and ``(H'*W',)`` (int64).
+    """
+    a = content_desc.flatten(2)[0].T
+    b = ref_desc.flatten(2)[0].T
+    pool = torch.cat([a, b])
+    centres = pool[torch.randperm(len(pool), generator=gen)[:k]].clone()
+    for _ in range(iters):
+        lab = torch.cdist(pool, centres).argmin(1)
+        for j in range(k):
+            sel = pool[lab == j]
+            if len(sel):
+                centres[j] = sel.mean(0)
+    return torch.cdist(a, centres).argmin(1), torch.cdist(b, centres).argmin(1)
+
+
+def segment_loss(
+    out_lab: torch.Tensor,
+    labels: torch.Tensor,
+    ref_sorted: list[torch.Tensor | None],
+    shares: torch.Tensor,
+    dirs: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Share-weighted sliced W1 in Lab, segment by segment (the shot's segment j against the reference's).
+
+    Args:
+        labels: ``(H*W,)`` segment of each output pixel.
+        ref_sorted: per segment, :func:`sorted_projections` of the reference's Lab pixels in it (n rows).
+        shares: ``(k,)`` fraction of the shot in each segment (0 where either side is too small).
+    """
+    flat = out_lab.flatten(2)[0].T
+    total = out_lab.new_zeros(())
+    for j, ref in enumerate(ref_sorted):
+        if ref is None or shares[j] <= 0:
+            continue
+        idx = (labels == j).nonzero()[:, 0]
+        pick = idx[torch.randint(0, len(idx), (ref.shape[0],), generator=gen)]
+        total = total + shares[j] * sliced_w1_presorted(flat[pick], ref, dirs)
+    return total / shares.sum().clamp_min(1e-6)

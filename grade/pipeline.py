@@ -21,12 +21,14 @@ from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_output_path
 from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
+from grade.model.look import LearnedLook, LookSettings
 from grade.preview import contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.shots import Shot, detect_shots
+from grade.train import TrainSettings, train_look
 from grade.transfer import TransferSettings, fast_lut
 
-Mode = Literal["fast"]
+Mode = Literal["fast", "learned"]
 
 
 class GradeOptions(BaseModel):
@@ -43,6 +45,7 @@ class GradeOptions(BaseModel):
     preview: Path | None = None
     working_side: int = Field(512, ge=64, le=4096)
     seed: int = 0
+    steps: int | None = Field(None, ge=1, le=100_000)  # learned mode: training steps per shot (default: trainer's)
 
 
 class GradeReport(BaseModel):
@@ -85,16 +88,77 @@ def default_output(source: Path) -> Path:
     return source.with_name(f"{source.stem}.graded{source.suffix}")
 
 
-def _fit_look(key: torch.Tensor, reference: torch.Tensor, options: GradeOptions) -> torch.Tensor:
-    lut = fast_lut(key, reference, TransferSettings(seed=options.seed))
-    return blend_strength(lut, options.strength)
+class ShotGrade:
+    """The grade of one shot: the fast mode's global LUT and, in learned mode, the trained look on top."""
+
+    def __init__(self, lut: torch.Tensor, strength: float, learned: LearnedLook | None = None) -> None:
+        self.learned = learned
+        # fast mode bakes the strength into the LUT; the learned look blends its whole output instead
+        self.lut = lut if learned is not None else blend_strength(lut, strength)
+        self._table: PackedTable | YuvTable | None = None
+
+    def prepare(self, native: bool, matrix: int, full_range: bool) -> None:
+        """Build this shot's lookup table (~0.3 s, 16-64 MiB); :meth:`release` frees it."""
+        if self.learned is None and native:
+            self._table = YuvTable(self.lut, matrix, full_range)
+        else:
+            self._table = PackedTable(self.lut)
+
+    def release(self) -> None:
+        self._table = None
+
+    def grade(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Grade one decoded frame (layouts of :mod:`grade.io.video`)."""
+        if self.learned is not None:
+            return self.learned.apply_pixels(pixels, self._table if pixels.dtype == np.uint8 else None)
+        if pixels.dtype == np.uint16:
+            return apply_lut_u16(self.lut, pixels)
+        if isinstance(self._table, YuvTable):
+            return self._table.apply_yuv420(pixels, height, width)
+        return self._table.apply_rgba(pixels)
+
+    def grade_still(self, rgb: np.ndarray) -> np.ndarray:
+        """Grade an RGB still ``(H, W, 3)`` uint8/uint16 at full precision."""
+        if self.learned is not None:
+            return self.learned.apply_pixels(rgb)
+        deep = rgb if rgb.dtype == np.uint16 else rgb.astype(np.uint16) * 257
+        graded = apply_lut_u16(self.lut, deep)
+        return graded if rgb.dtype == np.uint16 else ((graded.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+    def thumb(self, rgb_u8: np.ndarray) -> np.ndarray:
+        """The graded version of a small RGB uint8 image (previews)."""
+        if self.learned is not None:
+            return self.learned.apply_pixels(rgb_u8)
+        x = image_io.to_tensor(rgb_u8)[None]
+        with torch.inference_mode():
+            y = apply_lut(self.lut, x)[0].permute(1, 2, 0).numpy()
+        return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _after_thumb(lut: torch.Tensor, rgb_u8: np.ndarray) -> np.ndarray:
-    x = image_io.to_tensor(rgb_u8)[None]
-    with torch.inference_mode():
-        y = apply_lut(lut, x)[0].permute(1, 2, 0).numpy()
-    return (np.clip(y, 0, 1) * 255 + 0.5).astype(np.uint8)
+def fit_shots(
+    keys: list[np.ndarray], reference: torch.Tensor, options: GradeOptions, device: torch.device, progress: Progress
+) -> list[ShotGrade]:
+    """Fit (fast) or train (learned) one grade per key frame (RGB uint8, long side <= 512)."""
+    luts = []
+    with progress.stage("fit", len(keys)) as task:
+        for key in keys:
+            luts.append(fast_lut(image_io.to_tensor(key), reference, TransferSettings(seed=options.seed)))
+            task.advance()
+    if options.mode == "fast":
+        return [ShotGrade(lut, options.strength) for lut in luts]
+    settings = TrainSettings(seed=options.seed, steps=options.steps or TrainSettings().steps)
+    grades = []
+    with progress.stage("train", len(keys) * settings.steps) as task:
+        for n, (key, lut) in enumerate(zip(keys, luts)):
+
+            def on_step(step: int, total: int, loss: float, n: int = n) -> None:
+                task.update(completed=n * settings.steps + step, info=f"shot {n + 1} loss {loss:.3f}")
+
+            look, _ = train_look(image_io.to_tensor(key), reference, lut, LookSettings(), settings, device, on_step)
+            look.strength = options.strength
+            grades.append(ShotGrade(lut, options.strength, look))
+            task.update(completed=(n + 1) * settings.steps)
+    return grades
 
 
 def _write_preview(path: Path, reference: np.ndarray, rows, force: bool, sources: list[Path]) -> str:
@@ -157,17 +221,13 @@ def _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress,
     still = image_io.read_image(source, what="input")
     if image_io.is_image_path(out) is False:
         raise InputError(f"a still must be written as an image, not {out.suffix}: {out}")
-    with progress.stage("fit", 1) as task:
-        key = image_io.to_tensor(image_io.fit_side(still.rgb, options.working_side))
-        lut = _fit_look(key, ref_t, options)
-        task.advance()
+    small = image_io.fit_side(still.rgb, options.working_side)
+    small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
+    shot_grade = fit_shots([small], ref_t, options, device, progress)[0]
     timings["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     with progress.stage("render", 1) as task:
-        rgb = still.rgb if still.rgb.dtype == np.uint16 else still.rgb.astype(np.uint16) * 257
-        graded = apply_lut_u16(lut, rgb)
-        if still.rgb.dtype == np.uint8:
-            graded = ((graded.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        graded = shot_grade.grade_still(still.rgb)
         data = image_io.encode_image(out, graded, still.alpha)
         with atomic_output(out, force=options.force) as tmp:
             image_io.write_bytes(tmp, data)
@@ -175,11 +235,8 @@ def _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress,
     timings["render"] = time.perf_counter() - t
     preview = None
     if options.preview:
-        small = image_io.fit_side(still.rgb, 512)
-        small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
-        preview = _write_preview(
-            options.preview, ref_thumb, [("still", small, _after_thumb(lut, small))], options.force, [source, look]
-        )
+        rows = [("still", small, shot_grade.thumb(small))]
+        preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
     h, w = still.rgb.shape[:2]
     shot = Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)
     return GradeReport(
@@ -205,30 +262,22 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
         shots = detect_shots(source, info, on_frame=lambda i: task.update(completed=i))
     timings["analyse"] = time.perf_counter() - t
     t = time.perf_counter()
-    luts = []
-    with progress.stage("fit", len(shots.shots)) as task:
-        for key in shots.keys:
-            luts.append(_fit_look(image_io.to_tensor(key), ref_t, options))
-            task.advance()
+    grades = fit_shots(shots.keys, ref_t, options, device, progress)
     timings["fit"] = time.perf_counter() - t
 
-    current: dict[str, object] = {"shot": -1, "table": None}
+    current = {"shot": -1}
     ends = [s.end for s in shots.shots]
-    native = video_io.native_yuv420(info, out, options.codec, options.crf)
+    native = options.mode == "fast" and video_io.native_yuv420(info, out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
         shot = min(bisect.bisect_right(ends, index), len(ends) - 1)
-        lut = luts[shot]
-        if pixels.dtype == np.uint16:
-            return apply_lut_u16(lut, pixels)
         if current["shot"] != shot:
-            current["table"] = None  # release the previous shot's 64 MiB table before building the next
-            table = YuvTable(lut, matrix, full_range) if native else PackedTable(lut)
-            current["shot"], current["table"] = shot, table
-        if native:
-            return current["table"].apply_yuv420(pixels, info.height, info.width)
-        return current["table"].apply_rgba(pixels)
+            if current["shot"] >= 0:
+                grades[current["shot"]].release()  # free the previous shot's table before building the next
+            grades[shot].prepare(native, matrix, full_range)
+            current["shot"] = shot
+        return grades[shot].grade(pixels, info.height, info.width)
 
     t = time.perf_counter()
     with (
@@ -248,10 +297,7 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
     timings["render"] = time.perf_counter() - t
     preview = None
     if options.preview:
-        rows = [
-            (f"shot {s.index + 1} @{s.key_tc}", k, _after_thumb(lut, k))
-            for s, k, lut in zip(shots.shots, shots.keys, luts)
-        ]
+        rows = [(f"shot {s.index + 1} @{s.key_tc}", k, g.thumb(k)) for s, k, g in zip(shots.shots, shots.keys, grades)]
         preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
     return GradeReport(
         input=str(source),

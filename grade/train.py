@@ -20,12 +20,15 @@ from grade.losses import (
     LossWeights,
     RegionSpec,
     descriptors,
-    look_loss,
     matting_loss,
     random_directions,
     region_loss,
     sample_points,
+    segment_loss,
+    shared_segments,
+    sliced_w1_presorted,
     smoothness_loss,
+    sorted_projections,
     structure_loss,
     to_lab,
     tone_stats,
@@ -37,12 +40,13 @@ from grade.model.look import LearnedLook, LookSettings, apply_coefficients, netw
 
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int = 300  # at most
+    steps: int = 120  # at most
     lr: float = 4e-3
     patience: int = 40  # steps without a 0.5% better smoothed loss before stopping
     samples: int = 4096  # pixels per step for the distribution terms
-    directions: int = 48  # projections per step for the sliced distances
+    directions: int = 64  # fixed projections of the sliced distances (as many as gradeeval uses)
     seed: int = 0
+    segments: int = 5  # joint segments of shot and reference for the regional look term (0: off)
     weights: LossWeights = field(default_factory=LossWeights)
     region: RegionSpec = field(default_factory=RegionSpec)
 
@@ -97,7 +101,12 @@ def train_look(
     ref_points = sample_points(ref_lab, ridx)
     ref_joint = torch.cat([sample_points(descriptors(ref) * region_w, ridx), ref_points], 1)
     ref_tone = tone_stats(ref_lab)
+    # fixed projections for the colour terms: the reference's side is sorted once, not every step
+    dirs3 = random_directions(settings.directions, 3, gen, device)
+    ref_look_sorted = sorted_projections(ref_points, dirs3, settings.samples)
 
+    segments = settings.segments
+    ref_desc = descriptors(ref) * region_w
     frames = []
     for k in keys:
         x = _fit(k, look.working_side).to(device)
@@ -112,6 +121,18 @@ def train_look(
                 "guide": to_lab(x)[:, :1] / 100,
             }
         )
+        if segments:
+            labels, ref_labels = shared_segments(frames[-1]["desc"], ref_desc, segments, gen)
+            ref_flat = ref_lab.flatten(2)[0].T
+            counts = torch.bincount(labels, minlength=segments).float()
+            ref_counts = torch.bincount(ref_labels, minlength=segments).float()
+            ok = (counts > 0.01 * len(labels)) & (ref_counts > 0.01 * len(ref_labels))
+            frames[-1]["labels"] = labels
+            frames[-1]["shares"] = torch.where(ok, counts / len(labels), torch.zeros_like(counts))
+            frames[-1]["ref_seg"] = [
+                sorted_projections(ref_flat[(ref_labels == j).nonzero()[:, 0]], dirs3, 1024) if ok[j] else None
+                for j in range(segments)
+            ]
 
     net = AffineHRNet(in_ch=8, widths=look.widths, blocks=look.blocks).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
@@ -129,11 +150,14 @@ def train_look(
             out = apply_coefficients(coef, fr["base"])
             out_lab = to_lab(out)
             n = out.shape[-2] * out.shape[-1]
-            idx = torch.randint(0, n, (min(settings.samples, n),), generator=gen).to(device)
-            dirs3 = random_directions(settings.directions, 3, gen, device)
-            dirs_j = random_directions(settings.directions, ref_joint.shape[1], gen, device)
-            loss = w.look * look_loss(out_lab, ref_points, idx, dirs3)
-            loss = loss + w.region * region_loss(out_lab, fr["desc"], ref_joint, idx, dirs_j)
+            idx = torch.randint(0, n, (settings.samples,), generator=gen).to(device)
+            loss = w.look * sliced_w1_presorted(sample_points(out_lab, idx), ref_look_sorted, dirs3)
+            if w.region:
+                dirs_j = random_directions(settings.directions, ref_joint.shape[1], gen, device)
+                loss = loss + w.region * region_loss(out_lab, fr["desc"], ref_joint, idx, dirs_j)
+            if segments and w.segment:
+                seg = segment_loss(out_lab, fr["labels"], fr["ref_seg"], fr["shares"], dirs3, gen)
+                loss = loss + w.segment * seg
             loss = loss + w.tone * (tone_stats(out_lab) - ref_tone).abs().mean()
             loss = loss + w.structure * structure_loss(out_lab, fr["lab_in"])
             loss = loss + w.matting * matting_loss(out, fr["x"])

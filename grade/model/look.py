@@ -16,17 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import kornia.filters as KF
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grade.lut import apply_lut
+from grade.lut import PackedTable, apply_lut
 from grade.model.hrnet import AffineHRNet
 
 
 @dataclass(frozen=True)
 class LookSettings:
-    working_side: int = 256  # long side the network sees
+    working_side: int = 192  # long side the network sees (trains in ~20 s on 2 cores)
     widths: tuple[int, ...] = (16, 32, 64)
     blocks: int = 1
     fit_radius: int = 2  # window of the guided upsampling fit, at working resolution
@@ -87,38 +89,80 @@ class LearnedLook:
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
 
     def field(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Working-resolution fit for a full-resolution ``(1, 3, H, W)`` frame: ``(12, h, w)`` affine field
-        mapping the *base* (LUT-graded) colours to the graded ones."""
+        """Working-resolution fit for a full-resolution ``(1, 3, H, W)`` frame: ``(1, 12, h, w)`` affine field
+        mapping the *base* (LUT-graded) colours to the graded ones, and the small base."""
         h, w = working_size(frame.shape[-2], frame.shape[-1], self.settings.working_side)
-        small = F.interpolate(frame, size=(h, w), mode="area")
+        return self.field_small(F.interpolate(frame, size=(h, w), mode="area"))
+
+    def field_small(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`field` for a frame already at working resolution ``(1, 3, h, w)``."""
         base = apply_lut(self.lut, small)
         with torch.inference_mode():
             coef = self.net(network_input(small, base))
             out = apply_coefficients(coef, base)
-            if self.strength != 1.0:
-                out = base + self.strength * (out - base)
-            return fit_local_affine(base, out, self.settings.fit_radius, self.settings.fit_eps), base
+            # fit the *correction*: the ridge then pulls flat windows toward the identity (texture kept),
+            # not toward a constant colour
+            field = fit_local_affine(base, out - base, self.settings.fit_radius, self.settings.fit_eps)
+            field[:, 0] += 1
+            field[:, 4] += 1
+            field[:, 8] += 1
+            return field, base
 
     def apply(self, frame: torch.Tensor) -> torch.Tensor:
         """Grade a full-resolution frame ``(1, 3, H, W)`` in [0, 1]; returns ``(1, 3, H, W)``."""
         field, _ = self.field(frame)
         return self.apply_field(frame, field)
 
-    def apply_field(self, frame: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
-        """Apply a working-resolution field ``(1, 12, h, w)`` to a full-resolution frame, band by band."""
+    def apply_pixels(self, pixels: np.ndarray, table: PackedTable | None = None) -> np.ndarray:
+        """Grade a decoded frame in the layout of :mod:`grade.io.video`: 8-bit RGBA ``(H, W, 4)`` (the
+        global part through ``table``, a :class:`~grade.lut.PackedTable` of this look's LUT) or 16-bit
+        RGB ``(H, W, 3)``. Returns the same layout."""
+        deep = pixels.dtype == np.uint16
+        scale = 65535.0 if deep else 255.0
+        rgb = pixels[..., :3]
+        h, w = working_size(rgb.shape[0], rgb.shape[1], self.settings.working_side)
+        small = torch.from_numpy(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / scale)
+        field, _ = self.field_small(small.permute(2, 0, 1)[None])
+        base = None
+        if table is not None and not deep:
+            base = torch.from_numpy(table.apply_rgba(pixels)[..., :3]).permute(2, 0, 1)[None]
+        frame = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+        out = self.apply_field(frame, field, base=base, scale=scale)
+        res = out[0].permute(1, 2, 0).mul_(scale).add_(0.5).to(torch.int32 if deep else torch.uint8).numpy()
+        if deep:
+            return res.astype(np.uint16)
+        graded = pixels.copy()
+        graded[..., :3] = res
+        return graded
+
+    def apply_field(
+        self, frame: torch.Tensor, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0
+    ) -> torch.Tensor:
+        """Apply a working-resolution field ``(1, 12, h, w)`` to a full-resolution frame, band by band.
+
+        ``frame`` (and ``base``, the frame through the LUT, when the caller has it) may be integer
+        code values: they are divided by ``scale`` one band at a time.
+        """
         _, _, hh, ww = frame.shape
-        out = torch.empty_like(frame)
+        out = torch.empty((1, 3, hh, ww), dtype=torch.float32)
         rows = self.settings.band_rows
-        gx = (torch.arange(ww, dtype=frame.dtype) + 0.5) * (2.0 / ww) - 1
+        gx = (torch.arange(ww, dtype=torch.float32) + 0.5) * (2.0 / ww) - 1
         with torch.inference_mode():
             for y0 in range(0, hh, rows):
                 y1 = min(hh, y0 + rows)
-                gy = (torch.arange(y0, y1, dtype=frame.dtype) + 0.5) * (2.0 / hh) - 1
+                gy = (torch.arange(y0, y1, dtype=torch.float32) + 0.5) * (2.0 / hh) - 1
                 grid = torch.stack([gx.expand(y1 - y0, ww), gy[:, None].expand(y1 - y0, ww)], -1)[None]
                 # bilinear, same geometry as F.interpolate(align_corners=False), one band at a time
                 up = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                base = apply_lut(self.lut, frame[:, :, y0:y1])
-                out[:, :, y0:y1] = apply_coefficients_full(up, base)
+                if base is not None:
+                    band = base[:, :, y0:y1].float() / scale
+                else:
+                    band = apply_lut(self.lut, frame[:, :, y0:y1].float() / scale)
+                graded = apply_coefficients_full(up, band)
+                if self.strength != 1.0:  # --strength blends the whole grade with the untouched frame
+                    src = frame[:, :, y0:y1].float() / scale
+                    graded = src + self.strength * (graded - src)
+                out[:, :, y0:y1] = graded
         return out.clamp_(0, 1)
 
 

@@ -1,0 +1,108 @@
+"""The learned look: HRNet + affine head, trained on a key frame against a reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from clips import make_clip, read_all, scene_frame
+from test_lut_transfer import sliced_w1, structure
+
+from grade.cli import main
+from grade.io.image import to_tensor
+from grade.lut import PackedTable, apply_lut, identity_lut
+from grade.model.hrnet import AffineHRNet
+from grade.model.look import LearnedLook, LookSettings, apply_coefficients, fit_local_affine
+from grade.train import TrainSettings, train_look
+from grade.transfer import fast_lut
+
+FAST = TrainSettings(steps=25)
+SMALL = LookSettings(working_side=64)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    key, ref = to_tensor(scene_frame(96, 64, 2, 0)), to_tensor(scene_frame(80, 60, 5, 1))
+    lut = fast_lut(key, ref)
+    look, report = train_look(key, ref, lut, SMALL, FAST)
+    return key, ref, lut, look, report
+
+
+def test_network_starts_as_identity() -> None:
+    net = AffineHRNet()
+    x = torch.rand(1, 8, 32, 48)
+    assert torch.equal(net(x), torch.zeros(1, 12, 32, 48))
+
+
+def test_training_moves_toward_reference_and_keeps_structure(trained) -> None:
+    key, ref, lut, look, report = trained
+    out = look.apply(key[None])[0]
+    assert report.steps == FAST.steps and report.loss_last < report.loss_first
+    before = sliced_w1(key, ref)
+    assert sliced_w1(out, ref) < 0.4 * before
+    assert structure(out, key) > 0.93
+
+
+def test_affine_field_reproduces_an_exact_affine_target() -> None:
+    src = to_tensor(scene_frame(64, 48, 1, 0))[None]
+    m = torch.tensor([[0.9, 0.1, 0.0], [0.05, 0.8, 0.1], [0.0, 0.2, 0.7]])
+    t = torch.tensor([0.05, -0.02, 0.1])
+    dst = torch.einsum("ij,bjhw->bihw", m, src) + t.view(1, 3, 1, 1)
+    field = fit_local_affine(src, dst, radius=2, eps=1e-7)
+    rebuilt = apply_coefficients(field - torch.cat([torch.eye(3).flatten(), torch.zeros(3)]).view(1, 12, 1, 1), src)
+    assert (rebuilt - dst).abs().max() < 2e-3
+
+
+def test_identity_network_leaves_the_global_grade_exact() -> None:
+    lut = identity_lut(17) ** torch.tensor([0.8, 1.0, 1.2]).view(3, 1, 1, 1)
+    look = LearnedLook(lut, AffineHRNet(), SMALL)
+    frame = to_tensor(scene_frame(120, 80, 4, 0))[None]
+    assert (look.apply(frame) - apply_lut(lut, frame)).abs().max() < 1e-4
+
+
+def test_deterministic_under_a_seed(trained) -> None:
+    key, ref, lut, look, _ = trained
+    again, _ = train_look(key, ref, lut, SMALL, FAST)
+    for a, b in zip(look.net.state_dict().values(), again.net.state_dict().values()):
+        assert torch.equal(a, b)
+    other, _ = train_look(key, ref, lut, SMALL, TrainSettings(steps=25, seed=7))
+    assert not torch.equal(look.apply(key[None]), other.apply(key[None]))
+
+
+def test_frame_layouts_agree_with_the_float_path(trained) -> None:
+    key, ref, lut, look, _ = trained
+    rgb = scene_frame(96, 64, 2, 0)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    want = look.apply(to_tensor(rgb)[None])[0].permute(1, 2, 0).numpy() * 255
+    got8 = look.apply_pixels(rgba, PackedTable(lut))
+    got16 = look.apply_pixels(rgb.astype(np.uint16) * 257)
+    assert np.abs(got8[..., :3] - want).mean() < 1.5 and (got8[..., 3] == 255).all()
+    assert np.abs(got16 / 257.0 - want).mean() < 1.0
+
+
+def test_strength_zero_returns_the_footage(trained) -> None:
+    key, ref, lut, look, _ = trained
+    soft = LearnedLook(lut, look.net, SMALL, strength=0.0)
+    assert (soft.apply(key[None]) - key[None]).abs().max() < 1e-5
+
+
+def test_cuda_training_when_available() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device: the CPU path is tested above")
+    key, ref = to_tensor(scene_frame(96, 64, 2, 0)), to_tensor(scene_frame(80, 60, 5, 1))
+    look, report = train_look(key, ref, fast_lut(key, ref), SMALL, FAST, device="cuda")
+    assert report.loss_last < report.loss_first
+
+
+def test_cli_learned_mode_end_to_end(capsys, tmp_path: Path, reference: Path) -> None:
+    src = make_clip(tmp_path / "shot.mp4", frames=6)
+    code = main([str(src), "--look", str(reference), "--mode", "learned", "--steps", "10", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["mode"] == "learned" and report["frames"] == 6
+    frames, _ = read_all(tmp_path / "shot.graded.mp4")
+    assert len(frames) == 6
