@@ -239,20 +239,33 @@ def _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress,
         preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
     h, w = still.rgb.shape[:2]
     shot = Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)
-    return GradeReport(
-        input=str(source),
-        output=str(out),
-        reference=str(look),
+    return _report(
+        source,
+        out,
+        look,
+        options,
+        device,
+        timings,
         kind="still",
-        mode=options.mode,
-        device=str(device),
-        strength=options.strength,
         width=w,
         height=h,
         frames=1,
         shots=[shot],
         preview=preview,
+    )
+
+
+def _report(source, out, look, options, device, timings, **fields) -> GradeReport:
+    """The fields every report has, plus the kind-specific ``fields``."""
+    return GradeReport(
+        input=str(source),
+        output=str(out),
+        reference=str(look),
+        mode=options.mode,
+        device=str(device),
+        strength=options.strength,
         seconds={k: round(v, 3) for k, v in timings.items()},
+        **fields,
     )
 
 
@@ -299,14 +312,14 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
     if options.preview:
         rows = [(f"shot {s.index + 1} @{s.key_tc}", k, g.thumb(k)) for s, k, g in zip(shots.shots, shots.keys, grades)]
         preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
-    return GradeReport(
-        input=str(source),
-        output=str(out),
-        reference=str(look),
+    return _report(
+        source,
+        out,
+        look,
+        options,
+        device,
+        timings,
         kind="video",
-        mode=options.mode,
-        device=str(device),
-        strength=options.strength,
         width=info.width,
         height=info.height,
         frames=stats.frames,
@@ -319,5 +332,4 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
         streams_reencoded=stats.reencoded_streams,
         streams_dropped=stats.dropped_streams,
         preview=preview,
-        seconds={k: round(v, 3) for k, v in timings.items()},
     )

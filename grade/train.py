@@ -99,14 +99,14 @@ def train_look(
     n_ref = ref.shape[-2] * ref.shape[-1]
     ridx = torch.randperm(n_ref, generator=gen)[: max(settings.samples * 4, 16384)].to(device)
     ref_points = sample_points(ref_lab, ridx)
-    ref_joint = torch.cat([sample_points(descriptors(ref) * region_w, ridx), ref_points], 1)
+    ref_desc = descriptors(ref) * region_w
+    ref_joint = torch.cat([sample_points(ref_desc, ridx), ref_points], 1) if w.region else None
     ref_tone = tone_stats(ref_lab)
     # fixed projections for the colour terms: the reference's side is sorted once, not every step
     dirs3 = random_directions(settings.directions, 3, gen, device)
     ref_look_sorted = sorted_projections(ref_points, dirs3, settings.samples)
 
     segments = settings.segments
-    ref_desc = descriptors(ref) * region_w
     frames = []
     for k in keys:
         x = _fit(k, look.working_side).to(device)
