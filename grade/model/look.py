@@ -33,7 +33,6 @@ class LookSettings:
     blocks: int = 1
     fit_radius: int = 2  # window of the guided upsampling fit, at working resolution
     fit_eps: float = 1e-3
-    band_rows: int = 256  # rows per band at full resolution
 
 
 def working_size(h: int, w: int, side: int) -> tuple[int, int]:
@@ -121,52 +120,59 @@ class LearnedLook:
         scale = 65535.0 if deep else 255.0
         rgb = pixels[..., :3]
         h, w = working_size(rgb.shape[0], rgb.shape[1], self.settings.working_side)
-        small = torch.from_numpy(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / scale)
+        shrunk = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
+        small = torch.from_numpy(shrunk.astype(np.float32) / scale)
         field, _ = self.field_small(small.permute(2, 0, 1)[None])
         base = None
-        if table is not None and not deep:
-            base = torch.from_numpy(table.apply_rgba(pixels)[..., :3]).permute(2, 0, 1)[None]
-        frame = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+        if table is not None and not deep:  # the global part through the 8-bit table, as planes
+            base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
+        frame = None
+        if base is None or self.strength != 1.0:
+            frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
         out = self.apply_field(frame, field, base=base, scale=scale)
-        res = out[0].permute(1, 2, 0).mul_(scale).add_(0.5).to(torch.int32 if deep else torch.uint8).numpy()
+        with torch.inference_mode():
+            planes = out[0].mul_(scale).add_(0.5).to(torch.int32 if deep else torch.uint8).numpy()
         if deep:
-            return res.astype(np.uint16)
+            return cv2.merge([p.astype(np.uint16) for p in planes])
         graded = pixels.copy()
-        graded[..., :3] = res
+        graded[..., :3] = cv2.merge(list(planes))
         return graded
 
     def apply_field(
-        self, frame: torch.Tensor, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0
+        self, frame: torch.Tensor | None, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0
     ) -> torch.Tensor:
-        """Apply a working-resolution field ``(1, 12, h, w)`` to a full-resolution frame, band by band.
+        """Apply a working-resolution field ``(1, 12, h, w)`` to a full-resolution frame ``(1, 3, H, W)``.
 
-        ``frame`` (and ``base``, the frame through the LUT, when the caller has it) may be integer
-        code values: they are divided by ``scale`` one band at a time.
+        ``frame`` (and ``base``, the frame through the LUT, when the caller has it; then ``frame`` is only
+        needed for ``strength`` < 1) may hold integer code values: they are divided by ``scale``. The
+        field is upsampled plane by plane with OpenCV's bilinear resize (the geometry of
+        ``F.interpolate(align_corners=False)``, several times faster here); peak extra memory is the 12
+        upsampled planes (~100 MiB at 1080p, ~400 MiB at 4K).
         """
-        _, _, hh, ww = frame.shape
-        out = torch.empty((1, 3, hh, ww), dtype=torch.float32)
-        rows = self.settings.band_rows
-        gx = (torch.arange(ww, dtype=torch.float32) + 0.5) * (2.0 / ww) - 1
+        _, _, hh, ww = (base if base is not None else frame).shape
         with torch.inference_mode():
-            for y0 in range(0, hh, rows):
-                y1 = min(hh, y0 + rows)
-                gy = (torch.arange(y0, y1, dtype=torch.float32) + 0.5) * (2.0 / hh) - 1
-                grid = torch.stack([gx.expand(y1 - y0, ww), gy[:, None].expand(y1 - y0, ww)], -1)[None]
-                # bilinear, same geometry as F.interpolate(align_corners=False), one band at a time
-                up = F.grid_sample(field, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                if base is not None:
-                    band = base[:, :, y0:y1].float() / scale
-                else:
-                    band = apply_lut(self.lut, frame[:, :, y0:y1].float() / scale)
-                graded = apply_coefficients_full(up, band)
-                if self.strength != 1.0:  # --strength blends the whole grade with the untouched frame
-                    src = frame[:, :, y0:y1].float() / scale
-                    graded = src + self.strength * (graded - src)
-                out[:, :, y0:y1] = graded
-        return out.clamp_(0, 1)
+            planes = field[0].float().numpy()
+            up = [torch.from_numpy(cv2.resize(planes[k], (ww, hh), interpolation=cv2.INTER_LINEAR)) for k in range(12)]
+            if base is not None:
+                b = base[0].float().div_(scale)
+            else:
+                b = apply_lut(self.lut, frame.float() / scale)[0]
+            out = torch.empty((3, hh, ww), dtype=torch.float32)
+            for c in range(3):  # out = M · base + t, as fused multiply-adds
+                o = out[c]
+                torch.mul(up[3 * c], b[0], out=o)
+                o.addcmul_(up[3 * c + 1], b[1]).addcmul_(up[3 * c + 2], b[2]).add_(up[9 + c])
+            if self.strength != 1.0:  # --strength blends the whole grade with the untouched frame
+                src = frame[0].float() / scale
+                out = src + self.strength * (out - src)
+            return out.clamp_(0, 1)[None]
 
 
 def apply_coefficients_full(m: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """``out = M · base + t`` with a full (not identity-relative) matrix ``m`` ``(B, 12, H, W)``."""
-    b, _, h, w = m.shape
-    return (m[:, :9].reshape(b, 3, 3, h, w) * base[:, None]).sum(2) + m[:, 9:]
+    out = torch.empty_like(base)
+    for c in range(3):  # fused multiply-adds: no (B, 3, 3, H, W) temporary
+        o = out[:, c]
+        torch.mul(m[:, 3 * c], base[:, 0], out=o)
+        o.addcmul_(m[:, 3 * c + 1], base[:, 1]).addcmul_(m[:, 3 * c + 2], base[:, 2]).add_(m[:, 9 + c])
+    return out
