@@ -28,7 +28,7 @@ import torch.nn.functional as F
 class LossWeights:
     look: float = 0.5  # global colour distribution
     region: float = 0.0  # joint (descriptor, colour) distribution; the segment term does this job better
-    segment: float = 3.0  # colour distribution segment by segment (regional look)
+    segment: float = 4.0  # colour distribution segment by segment (regional look)
     tone: float = 0.5
     structure: float = 20.0
     matting: float = 200.0
