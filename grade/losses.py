@@ -33,6 +33,7 @@ class LossWeights:
     structure: float = 20.0
     matting: float = 200.0
     smooth: float = 2.0
+    contrast: float = 1.0  # local contrast kept against the global grade (no haze)
 
 
 def to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -242,3 +243,17 @@ def segment_loss(
         pick = idx[torch.randint(0, len(idx), (ref.shape[0],), generator=gen)]
         total = total + shares[j] * sliced_w1_presorted(flat[pick], ref, dirs)
     return total / shares.sum().clamp_min(1e-6)
+
+
+def contrast_loss(out_lab: torch.Tensor, base_lab: torch.Tensor, radius: int = 3, keep: float = 0.9) -> torch.Tensor:
+    """Penalises local contrast of L* lost against the global grade ``base_lab`` (haze), not contrast gained.
+
+    Local contrast: the standard deviation of L* in ``(2r+1)^2`` windows.
+    """
+    k = (2 * radius + 1, 2 * radius + 1)
+
+    def local_std(lum: torch.Tensor) -> torch.Tensor:
+        mu = KF.box_blur(lum, k, border_type="reflect")
+        return (KF.box_blur(lum * lum, k, border_type="reflect") - mu * mu).clamp_min(1e-6).sqrt()
+
+    return F.relu(keep * local_std(base_lab[:, :1]) - local_std(out_lab[:, :1])).mean()

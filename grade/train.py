@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from grade.losses import (
     LossWeights,
     RegionSpec,
+    contrast_loss,
     descriptors,
     matting_loss,
     random_directions,
@@ -119,6 +120,7 @@ def train_look(
                 "lab_in": to_lab(x),
                 "desc": descriptors(x) * region_w,
                 "guide": to_lab(x)[:, :1] / 100,
+                "base_lab": to_lab(base),
             }
         )
         if segments:
@@ -162,6 +164,8 @@ def train_look(
             loss = loss + w.structure * structure_loss(out_lab, fr["lab_in"])
             loss = loss + w.matting * matting_loss(out, fr["x"])
             loss = loss + w.smooth * smoothness_loss(coef, fr["guide"])
+            if w.contrast:
+                loss = loss + w.contrast * contrast_loss(out_lab, fr["base_lab"])
             total = total + loss / len(frames)
         opt.zero_grad(set_to_none=True)
         total.backward()
