@@ -106,3 +106,35 @@ def test_cli_learned_mode_end_to_end(capsys, tmp_path: Path, reference: Path) ->
     assert report["mode"] == "learned" and report["frames"] == 6
     frames, _ = read_all(tmp_path / "shot.graded.mp4")
     assert len(frames) == 6
+
+
+def test_saved_and_reloaded_look_gives_identical_output(trained, tmp_path: Path) -> None:
+    key, ref, lut, look, _ = trained
+    path = tmp_path / "look.safetensors"
+    look.save(path)
+    again = LearnedLook.load(path)
+    assert torch.equal(look.apply(key[None]), again.apply(key[None]))
+    assert again.settings == look.settings
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "not a readable look"), (b"\x80\x04pickle-not-allowed" * 10, "not a readable look")],
+)
+def test_bad_look_files_are_refused(tmp_path: Path, content: bytes, message: str) -> None:
+    from grade.errors import InputError
+
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=message):
+        LearnedLook.load(path)
+
+
+def test_truncated_look_file_is_refused(trained, tmp_path: Path) -> None:
+    from grade.errors import InputError
+
+    path = tmp_path / "look.safetensors"
+    trained[3].save(path)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(InputError):
+        LearnedLook.load(path)

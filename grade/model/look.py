@@ -14,14 +14,19 @@ keep memory bounded at 4K.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import cv2
 import kornia.filters as KF
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
+from grade.errors import InputError
 from grade.lut import PackedTable, apply_lut
 from grade.model.hrnet import AffineHRNet
 
@@ -81,11 +86,51 @@ def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: flo
     return _box(torch.cat([m, t], 1), radius)
 
 
+LOOK_FORMAT = "grade.learned-look"
+LOOK_VERSION = 1
+
+
 class LearnedLook:
     """A global LUT and a trained coefficient network; call :meth:`apply` on frames."""
 
     def __init__(self, lut: torch.Tensor, net: AffineHRNet, settings: LookSettings, strength: float = 1.0) -> None:
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
+
+    def save(self, path: str | Path) -> None:
+        """Write the look as one safetensors file (tensors and a JSON header; nothing executable)."""
+        tensors = {"lut": self.lut.contiguous()}
+        tensors.update({f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()})
+        meta = {"format": LOOK_FORMAT, "version": str(LOOK_VERSION), "settings": json.dumps(asdict(self.settings))}
+        save_file(tensors, str(path), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, strength: float = 1.0) -> LearnedLook:
+        """Read a look written by :meth:`save`.
+
+        Raises:
+            InputError: not a look file, damaged, or written by a newer version.
+        """
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise InputError(f"not a readable look file: {path} ({' '.join(str(e).split())})") from None
+        if meta.get("format") != LOOK_FORMAT:
+            raise InputError(f"not a grade look file: {path}")
+        if int(meta.get("version", "0")) > LOOK_VERSION:
+            raise InputError(f"look file {path} needs a newer grade (format version {meta['version']})")
+        try:
+            raw = json.loads(meta["settings"])
+            settings = LookSettings(**{**raw, "widths": tuple(raw["widths"])})
+            net = AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+            lut = tensors["lut"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise InputError(f"damaged look file: {path} ({' '.join(str(e).split())[:200]})") from None
+        return cls(lut, net, settings, strength)
 
     def field(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Working-resolution fit for a full-resolution ``(1, 3, H, W)`` frame: ``(1, 12, h, w)`` affine field
