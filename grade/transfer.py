@@ -86,8 +86,9 @@ def mkl_map(src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-3) -> tuple[to
         target's mean and covariance.
     """
     ms, mt = src.mean(0), tgt.mean(0)
-    cs = torch.cov((src - ms).T) + eps * torch.eye(3, dtype=src.dtype)
-    ct = torch.cov((tgt - mt).T) + eps * torch.eye(3, dtype=src.dtype)
+    # population covariance: defined for a single pixel too (a 1x1 or flat reference is a colour cast)
+    cs = torch.cov((src - ms).T, correction=0) + eps * torch.eye(3, dtype=src.dtype)
+    ct = torch.cov((tgt - mt).T, correction=0) + eps * torch.eye(3, dtype=src.dtype)
     cs_h = _sqrtm_psd(cs)
     cs_ih = torch.linalg.inv(cs_h)
     t_mat = cs_ih @ _sqrtm_psd(cs_h @ ct @ cs_h) @ cs_ih

@@ -114,3 +114,13 @@ def test_yuv_table_agrees_with_the_rgb_path(matrix: int, full_range: bool) -> No
     src = frame.to_ndarray(format="rgb24", **kw)
     want = apply_lut(lut, to_tensor(src)[None])[0].permute(1, 2, 0).numpy()
     assert np.abs(back - want).mean() < 2.0 / 255
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2)])
+def test_tiny_or_flat_reference_is_a_colour_cast(size) -> None:
+    key = to_tensor(scene_frame(96, 64, 2, 0))
+    ref = torch.tensor([0.8, 0.5, 0.2]).view(3, 1, 1).expand(3, size[1], size[0]).contiguous()
+    lut = fast_lut(key, ref)
+    assert torch.isfinite(lut).all()
+    out = apply_lut(lut, key[None])[0]
+    assert (out.mean((1, 2)) - ref[:, 0, 0]).abs().max() < (key.mean((1, 2)) - ref[:, 0, 0]).abs().max()

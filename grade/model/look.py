@@ -40,9 +40,12 @@ class LookSettings:
     fit_eps: float = 1e-3
 
 
-def working_size(h: int, w: int, side: int) -> tuple[int, int]:
+def working_size(h: int, w: int, side: int, min_side: int = 32) -> tuple[int, int]:
+    """``(h', w')`` with the long side at most ``side``; tiny images are enlarged to a short side of
+    ``min_side`` (the network's and the losses' filters need room), long side capped at ``4 * side``."""
     s = min(1.0, side / max(h, w))
-    return max(8, round(h * s)), max(8, round(w * s))
+    s = max(s, min(min_side / max(1, min(h, w)), 4 * side / max(h, w)))
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 def network_input(frame: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
