@@ -37,3 +37,29 @@ def test_signal_during_render_leaves_nothing(tmp_path: Path, reference: Path, si
     assert not out.exists()
     assert no_temp_files(tmp_path)
     assert sha(src) == before
+
+
+def _limit_file_size(limit: int):
+    import resource
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.parametrize("limit", [8_000, 40_000])
+def test_disk_full_during_encode_publishes_nothing(tmp_path: Path, reference: Path, limit: int) -> None:
+    src = make_clip(tmp_path / "clip.mp4", frames=60, size=(320, 240), audio=True)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "-o", str(out), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a writer that dies must not leave the renderer waiting forever
+        preexec_fn=_limit_file_size(limit),
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "too large" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+    assert no_temp_files(tmp_path)

@@ -180,3 +180,11 @@ def test_resolution_change_mid_stream_is_scaled_to_the_first_size(tmp_path: Path
     out = tmp_path / "out.mp4"
     stats = render_video(src, out, probe(src), lambda i, px: px)
     assert stats.frames == 6 and (probe(out).width, probe(out).height) == (64, 48)
+
+
+def test_pcm_in_matroska_with_unnamed_layout_reencodes_to_aac(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "pcm.mkv", audio_codec="pcm_s16le", frames=6)
+    out = tmp_path / "out.mp4"
+    stats = render_video(src, out, probe(src), lambda i, px: px)
+    assert stats.reencoded_streams == ["audio#1 (pcm_s16le) -> aac"]
+    assert audio_duration(out) == pytest.approx(audio_duration(src), abs=0.05)

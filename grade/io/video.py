@@ -355,9 +355,12 @@ _END = object()
 
 
 class _Worker(threading.Thread):
-    def __init__(self, target: Callable[[], None]) -> None:
+    """A pipeline stage. If it fails it records the error and sets ``stop``, so that no other stage
+    waits forever on a queue it will never serve."""
+
+    def __init__(self, target: Callable[[], None], stop: threading.Event) -> None:
         super().__init__(daemon=True)
-        self._target_fn = target
+        self._target_fn, self._halt = target, stop
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -365,6 +368,7 @@ class _Worker(threading.Thread):
             self._target_fn()
         except BaseException as e:  # handed to the main thread
             self.error = e
+            self._halt.set()
 
 
 def native_yuv420(info: VideoInfo, target: Path, codec: str | None, crf: int | None) -> bool:
@@ -409,6 +413,7 @@ def render_video(
         src_box.close()
         raise OutputError(f"cannot create {target}: {_why(e)}") from None
     stop = threading.Event()
+    completed = False
     decoded: queue.Queue = queue.Queue(maxsize=4)
     graded: queue.Queue = queue.Queue(maxsize=4)
     try:
@@ -504,7 +509,7 @@ def render_video(
             for t in transcoders.values():
                 t.flush(out_box)
 
-        reader, writer = _Worker(read), _Worker(write)
+        reader, writer = _Worker(read, stop), _Worker(write, stop)
         reader.start()
         writer.start()
         try:
@@ -535,18 +540,21 @@ def render_video(
         for w in (reader, writer):
             if w.error is not None:
                 raise w.error
+        if reader.is_alive() or writer.is_alive():
+            raise OutputError(f"encoding {target.name} did not finish")
+        completed = True
     except av.error.FFmpegError as e:
         raise OutputError(f"encoding {target.name} failed: {_why(e)}") from None
     finally:
         with contextlib.suppress(Exception):
             src_box.close()
         try:
-            out_box.close()
-        except av.error.FFmpegError as e:
-            if not stop.is_set():
+            out_box.close()  # writes the trailer: buffered write errors (disk full) surface here
+        except (av.error.FFmpegError, OSError) as e:
+            if completed:  # never let a file whose trailer failed be published
+                if isinstance(e, OSError):
+                    raise  # atomic_output names it (disk full, file too large, ...)
                 raise OutputError(f"finishing {target.name} failed: {_why(e)}") from None
-        except OSError:
-            pass
     if stats.frames == 0:
         raise InputError(f"no decodable video frame in {source}")
     return stats
@@ -604,7 +612,9 @@ class _AudioTranscoder:
         if rates and rate not in rates:
             rate = 48000
         self.stream = out_box.add_stream(codec, rate=rate)
-        layout = ctx.layout.name if ctx.layout and ctx.layout.nb_channels <= 2 else "stereo"
+        channels = ctx.layout.nb_channels if ctx.layout else 2
+        # PCM in AVI/MKV often has an unnamed order ("2 channels"), which encoders refuse
+        layout = {1: "mono", 6: "5.1"}.get(channels, "stereo")
         self.stream.layout = layout
         self.stream.time_base = Fraction(1, rate)
         fmt = enc.audio_formats[0].name if enc.audio_formats else "fltp"
