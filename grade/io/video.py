@@ -237,14 +237,6 @@ def _to_rgb_kwargs(info: VideoInfo) -> dict:
 # ----------------------------------------------------------------------------------- encoding
 
 
-@dataclass(frozen=True)
-class CodecChoice:
-    encoder: str
-    options: dict[str, str] = field(default_factory=dict)
-    pix_fmts_8: tuple[str, ...] = ("yuv420p",)
-    pix_fmts_hi: tuple[str, ...] = ("yuv420p10le",)
-
-
 _CODEC_ALIASES = {
     "h264": "libx264",
     "x264": "libx264",

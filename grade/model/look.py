@@ -23,7 +23,7 @@ import kornia.filters as KF
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from grade.errors import InputError
@@ -114,25 +114,23 @@ class LearnedLook:
             InputError: not a look file, damaged, or written by a newer version.
         """
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
-            raise InputError(f"not a readable look file: {path} ({' '.join(str(e).split())})") from None
+            raise InputError(f"not a readable look file: {path} ({e})") from None
         if meta.get("format") != LOOK_FORMAT:
             raise InputError(f"not a grade look file: {path}")
-        if int(meta.get("version", "0")) > LOOK_VERSION:
-            raise InputError(f"look file {path} needs a newer grade (format version {meta['version']})")
         try:
+            if int(meta.get("version", "0")) > LOOK_VERSION:
+                raise InputError(f"look file {path} needs a newer grade (format version {meta['version']})")
             raw = json.loads(meta["settings"])
             settings = LookSettings(**{**raw, "widths": tuple(raw["widths"])})
             net = AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
             net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
             lut = tensors["lut"]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            raise InputError(f"damaged look file: {path} ({' '.join(str(e).split())[:200]})") from None
+            raise InputError(f"damaged look file: {path} ({str(e)[:200]})") from None
         return cls(lut, net, settings, strength)
 
     def field(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
