@@ -1,7 +1,10 @@
 """Command line: arguments -> library calls, rich progress, one-line errors. No grading logic here.
 
-grade SHOT --look REFERENCE [-o OUT] [--mode fast] [--strength S] [--preview PNG] ...
+grade SHOT --look REFERENCE|LUT.cube [-o OUT] [--mode fast] [--strength S] [--preview PNG] ...
+grade SHOT --preset NAME [--refine]
+grade scene --look REFERENCE SHOT1 SHOT2 ... [--save-preset NAME]
 grade shots CLIP [--json]
+grade presets list | show NAME | rename OLD NEW | delete NAME | export NAME --cube F | import FILE
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from grade import __version__
-from grade.errors import GradeError, Interrupted
+from grade.errors import GradeError, InputError, Interrupted
 
-SUBCOMMANDS = ("shots",)
+ENV_LIBRARY = "GRADE_PRESETS"
+
+SUBCOMMANDS = ("shots", "scene", "presets")
 
 
 def _positive_float01(text: str) -> float:
@@ -45,15 +50,24 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
 
-def grade_parser() -> argparse.ArgumentParser:
-    p = _Parser(
-        prog="grade",
-        description="Grade a shot (video or still) to the look of a reference still.",
-        epilog="Other commands: 'grade shots CLIP' lists shots and key frames.",
+def _grading_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``grade`` and ``grade scene``."""
+    p.add_argument(
+        "--look", type=Path, metavar="REF", help="reference still whose look to take, or a .cube 3D LUT to apply"
     )
-    p.add_argument("input", type=Path, help="video or still to grade (never modified)")
-    p.add_argument("--look", type=Path, required=True, metavar="REF", help="reference still whose look to take")
-    p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
+    p.add_argument("--preset", metavar="NAME", help="grade with a saved preset (library name or .gpreset path)")
+    p.add_argument(
+        "--refine", action="store_true", help="with --preset: fine-tune it on this footage's key frames (fast)"
+    )
+    p.add_argument("--save-preset", metavar="NAME", help="save the look as a preset (one look for all shots)")
+    p.add_argument("--scene", help="scene name stored in the saved preset")
+    p.add_argument("--notes", default="", help="notes stored in the saved preset")
+    p.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help=f"presets directory (default: ${ENV_LIBRARY} or the platform's data directory)",
+    )
     p.add_argument(
         "--mode",
         choices=["fast", "learned"],
@@ -61,7 +75,7 @@ def grade_parser() -> argparse.ArgumentParser:
         help="fast: global colour transfer per shot (default); learned: a per-shot network trained on the key "
         "frame on top of it, matching the reference region by region (slower)",
     )
-    p.add_argument("--steps", type=int, help="learned mode: training steps per shot (default 120)")
+    p.add_argument("--steps", type=int, help="learned mode: training steps per shot (default 120; 40 with --refine)")
     p.add_argument("--strength", type=_positive_float01, default=1.0, help="blend of the grade, 0..1 (default 1)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
@@ -69,10 +83,71 @@ def grade_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preview", type=Path, metavar="PNG", help="write a contact sheet: reference, key frames before/after"
     )
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output or preset")
     p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic for a seed)")
+
+
+def grade_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade",
+        description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
+        epilog="Other commands: 'grade shots CLIP' lists shots and key frames; 'grade scene' grades several shots "
+        "with one look; 'grade presets' manages saved looks.",
+    )
+    p.add_argument("input", type=Path, help="video or still to grade (never modified)")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
+    _grading_options(p)
     p.add_argument("--version", action="version", version=f"grade {__version__}")
     _common(p)
+    return p
+
+
+def scene_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade scene",
+        description="Grade the shots of one scene with one look trained on all their key frames together.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="videos or stills of the scene (never modified)")
+    p.add_argument("--output-dir", type=Path, help="folder for the graded files (default: beside each input)")
+    _grading_options(p)
+    _common(p)
+    return p
+
+
+def presets_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="grade presets", description="List, inspect, rename, delete, export and import presets.")
+    p.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help=f"presets directory (default: ${ENV_LIBRARY} or the platform's data directory)",
+    )
+    _common(p)
+    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the presets")
+    show = sub.add_parser("show", help="print a preset's manifest")
+    show.add_argument("name")
+    show.add_argument("--preview", type=Path, metavar="PNG", help="write the reference and key frames before/after")
+    show.add_argument("--force", action="store_true")
+    ren = sub.add_parser("rename", help="rename a preset")
+    ren.add_argument("name")
+    ren.add_argument("new_name")
+    ren.add_argument("--force", action="store_true")
+    dele = sub.add_parser("delete", help="delete a preset")
+    dele.add_argument("name")
+    exp = sub.add_parser("export", help="export a preset as a .cube 3D LUT (and/or an ASC CDL)")
+    exp.add_argument("name")
+    exp.add_argument("--cube", type=Path, metavar="FILE", help="the .cube file to write")
+    exp.add_argument("--size", type=int, choices=[17, 33, 65], default=33, help="points per axis (default 33)")
+    exp.add_argument("--cdl", type=Path, metavar="FILE", help="also write the best-fitting ASC CDL (.cc)")
+    exp.add_argument("--force", action="store_true")
+    imp = sub.add_parser("import", help="add a .gpreset file or a .cube LUT to the library")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--name", help="name in the library (default: the file's)")
+    imp.add_argument("--force", action="store_true")
+    for sp in sub.choices.values():
+        _common(sp)
+        sp.add_argument("--library", type=Path, metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
 
 
@@ -145,47 +220,102 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def _run_grade(args: argparse.Namespace, console) -> int:
-    from grade.pipeline import GradeOptions, grade_file
-    from grade.progress import NullProgress
+def _options(args: argparse.Namespace, **extra):
+    from grade.pipeline import GradeOptions
 
-    options = GradeOptions(
+    return GradeOptions(
         mode=args.mode,
         strength=args.strength,
         device=args.device,
         codec=args.codec,
         crf=args.crf,
         force=args.force,
+        force_preset=args.force,
         preview=args.preview,
         seed=args.seed,
         steps=args.steps,
+        preset=args.preset,
+        refine=args.refine,
+        save_preset=args.save_preset,
+        scene=args.scene,
+        notes=args.notes,
+        library=args.library,
+        **extra,
     )
-    t0 = time.perf_counter()
+
+
+def _check_look_args(args: argparse.Namespace) -> None:
+    if args.look is None and args.preset is None:
+        raise InputError("no look given: use --look REFERENCE (a still or a .cube LUT) or --preset NAME")
+    if args.look is not None and args.preset is not None and not args.refine:
+        raise InputError("--look and --preset together only with --refine (fine-tune the preset toward REFERENCE)")
+
+
+def _run_graded(args: argparse.Namespace, console, run) -> list:
+    from grade.progress import NullProgress
+
     if args.quiet or args.json:
-        report = grade_file(args.input, args.look, options, args.output, NullProgress())
-    else:
-        with RichProgress(console) as progress:
-            report = grade_file(args.input, args.look, options, args.output, progress)
-    elapsed = time.perf_counter() - t0
+        return run(NullProgress())
+    with RichProgress(console) as progress:
+        return run(progress)
+
+
+def _summary(console, report, elapsed: float) -> None:
+    extra = ""
+    if report.streams_copied or report.streams_reencoded:
+        copied, reenc = len(report.streams_copied), len(report.streams_reencoded)
+        extra = f"; audio/other streams copied: {copied}, re-encoded: {reenc}"
+    if report.streams_dropped:
+        extra += f"; dropped: {', '.join(report.streams_dropped)}"
+    console.print(
+        f"[green]graded[/green] {report.input} -> [bold]{report.output}[/bold]  "
+        f"({report.kind}, {len(report.shots)} shot{'s' if len(report.shots) != 1 else ''}, "
+        f"{report.frames} frame{'s' if report.frames != 1 else ''}, mode {report.mode}, {elapsed:.1f} s{extra})"
+    )
+
+
+def _finish(console, args, reports: list, elapsed: float, single: bool) -> int:
     if args.json:
-        data = report.model_dump(mode="json")
-        data["seconds"]["total"] = round(elapsed, 3)
-        print(json.dumps(data))
-    elif not args.quiet:
-        extra = ""
-        if report.streams_copied or report.streams_reencoded:
-            copied, reenc = len(report.streams_copied), len(report.streams_reencoded)
-            extra = f"; audio/other streams copied: {copied}, re-encoded: {reenc}"
-        if report.streams_dropped:
-            extra += f"; dropped: {', '.join(report.streams_dropped)}"
-        console.print(
-            f"[green]graded[/green] {report.input} -> [bold]{report.output}[/bold]  "
-            f"({report.kind}, {len(report.shots)} shot{'s' if len(report.shots) != 1 else ''}, "
-            f"{report.frames} frame{'s' if report.frames != 1 else ''}, mode {report.mode}, {elapsed:.1f} s{extra})"
-        )
-        if report.preview:
-            console.print(f"preview: {report.preview}")
+        data = [r.model_dump(mode="json") for r in reports]
+        for d in data:
+            d["seconds"]["total"] = round(elapsed, 3)
+        print(json.dumps(data[0] if single else {"outputs": data, "preset_saved": reports[0].preset_saved}))
+        return 0
+    if args.quiet:
+        return 0
+    for r in reports:
+        _summary(console, r, elapsed)
+    if reports[0].preview:
+        console.print(f"preview: {reports[0].preview}")
+    if reports[0].preset_saved:
+        console.print(f"preset saved: {reports[0].preset_saved}")
     return 0
+
+
+def _run_grade(args: argparse.Namespace, console) -> int:
+    from grade.pipeline import grade_file
+
+    _check_look_args(args)
+    options = _options(args)
+    t0 = time.perf_counter()
+    reports = _run_graded(args, console, lambda pr: [grade_file(args.input, args.look, options, args.output, pr)])
+    return _finish(console, args, reports, time.perf_counter() - t0, single=True)
+
+
+def _run_scene(args: argparse.Namespace, console) -> int:
+    from grade.pipeline import grade_files
+
+    _check_look_args(args)
+    options = _options(args, joint=True, output_dir=args.output_dir)
+    t0 = time.perf_counter()
+    reports = _run_graded(args, console, lambda pr: grade_files(args.inputs, args.look, options, None, pr))
+    return _finish(console, args, reports, time.perf_counter() - t0, single=False)
+
+
+def _run_presets(args: argparse.Namespace, console) -> int:
+    from grade import preset_cli
+
+    return preset_cli.run(args, console)
 
 
 def _run_shots(args: argparse.Namespace, console) -> int:
@@ -230,8 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console = Console(stderr=True)
-    if argv and argv[0] in SUBCOMMANDS and not Path(argv[0]).exists():
-        command, parser = argv.pop(0), shots_parser()
+    if argv and argv[0] in SUBCOMMANDS and not Path(argv[0]).is_file():
+        command = argv.pop(0)
+        parser = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser}[command]()
     else:
         command, parser = "grade", grade_parser()
     try:
@@ -244,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
-        return _run_shots(args, console) if command == "shots" else _run_grade(args, console)
+        runner = {"shots": _run_shots, "scene": _run_scene, "presets": _run_presets, "grade": _run_grade}[command]
+        return runner(args, console)
     except GradeError as e:
         if debug:
             raise

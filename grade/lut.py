@@ -47,6 +47,50 @@ def blend_strength(lut: torch.Tensor, strength: float) -> torch.Tensor:
     return identity_lut(lut.shape[-1]) + float(strength) * (lut - identity_lut(lut.shape[-1]))
 
 
+def resample_lut(lut: torch.Tensor, n: int) -> torch.Tensor:
+    """The same mapping on an ``n``-point grid (trilinear), ``(3, n, n, n)``."""
+    if lut.shape[-1] == n:
+        return lut.clone()
+    pts = grid_points(n).T.reshape(1, 3, -1, 1)
+    return apply_lut(lut, pts)[0, :, :, 0].reshape(3, n, n, n).contiguous()
+
+
+def fit_lut(
+    src: torch.Tensor, dst: torch.Tensor, prior: torch.Tensor, n: int = 33, smooth: float = 1e-3, iters: int = 60
+) -> torch.Tensor:
+    """The ``n``-point LUT that best maps colours ``src`` to ``dst`` (least squares, trilinear).
+
+    Grid nodes that no sample reaches follow the shape of ``prior`` (a LUT of the same mapping's
+    global part): the fit is ``prior + D`` with ``D`` penalised for roughness (``smooth`` times
+    the squared differences of neighbouring nodes, per sample), so the correction spreads smoothly
+    into empty regions of the cube.
+
+    Args:
+        src, dst: ``(P, 3)`` RGB in [0, 1].
+        prior: ``(3, M, M, M)``.
+    Returns:
+        ``(3, n, n, n)`` float32.
+    """
+    base = resample_lut(prior.float(), n)
+    src_g = src.float().T.reshape(1, 3, -1, 1)
+    dst = dst.float()
+    with torch.inference_mode(False), torch.enable_grad():
+        delta = torch.zeros_like(base, requires_grad=True)
+        opt = torch.optim.LBFGS([delta], lr=1, max_iter=iters, history_size=20, line_search_fn="strong_wolfe")
+        weight = smooth * src.shape[0] / base[0].numel()
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            pred = apply_lut(base + delta, src_g)[0, :, :, 0].T
+            rough = sum((delta.diff(dim=d) ** 2).sum() for d in (1, 2, 3))
+            loss = ((pred - dst) ** 2).sum() / src.shape[0] + weight * rough / src.shape[0]
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+    return (base + delta.detach()).clamp(0, 1).contiguous()
+
+
 _TORCH_VIEW = {np.dtype(np.uint32): np.int32, np.dtype(np.uint16): np.int16, np.dtype(np.uint8): np.uint8}
 
 

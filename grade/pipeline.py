@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import bisect
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +24,7 @@ from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_output_path
 from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
 from grade.model.look import LearnedLook, LookSettings
+from grade.presets import KeyFrame, Library, Preset, build_preset
 from grade.preview import contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.shots import Shot, detect_shots
@@ -46,6 +49,15 @@ class GradeOptions(BaseModel):
     working_side: int = Field(512, ge=64, le=4096)
     seed: int = 0
     steps: int | None = Field(None, ge=1, le=100_000)  # learned mode: training steps per shot (default: trainer's)
+    output_dir: Path | None = None  # default outputs go here instead of beside each input
+    preset: str | None = None  # grade with a saved preset (library name or file path) instead of a reference
+    refine: bool = False  # fine-tune the preset on this input's key frames
+    save_preset: str | None = None  # save the look as a preset of this name (implies joint)
+    force_preset: bool = False  # replace an existing preset of that name
+    joint: bool = False  # one look for all shots of all inputs (a scene)
+    scene: str | None = None  # scene name stored in a saved preset
+    notes: str = ""
+    library: Path | None = None  # presets directory (default: $GRADE_PRESETS or the platform's data dir)
 
 
 class GradeReport(BaseModel):
@@ -71,6 +83,8 @@ class GradeReport(BaseModel):
     streams_reencoded: list[str] = []
     streams_dropped: list[str] = []
     preview: str | None = None
+    look_kind: Literal["reference", "cube", "preset"] = "reference"
+    preset_saved: str | None = None
     seconds: dict[str, float] = {}
 
 
@@ -83,9 +97,9 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def default_output(source: Path) -> Path:
-    """``<stem>.graded.<ext>`` next to the source."""
-    return source.with_name(f"{source.stem}.graded{source.suffix}")
+def default_output(source: Path, folder: Path | None = None) -> Path:
+    """``<stem>.graded.<ext>`` next to the source (or in ``folder``)."""
+    return (folder or source.parent) / f"{source.stem}.graded{source.suffix}"
 
 
 class ShotGrade:
@@ -93,6 +107,7 @@ class ShotGrade:
 
     def __init__(self, lut: torch.Tensor, strength: float, learned: LearnedLook | None = None) -> None:
         self.learned = learned
+        self.full_lut = lut
         # fast mode bakes the strength into the LUT; the learned look blends its whole output instead
         self.lut = lut if learned is not None else blend_strength(lut, strength)
         self._table: PackedTable | YuvTable | None = None
@@ -136,132 +151,327 @@ class ShotGrade:
 
 
 def fit_shots(
-    keys: list[np.ndarray], reference: torch.Tensor, options: GradeOptions, device: torch.device, progress: Progress
+    keys: list[np.ndarray],
+    reference: torch.Tensor | None,
+    options: GradeOptions,
+    device: torch.device,
+    progress: Progress,
+    joint: bool = False,
+    init: Preset | None = None,
 ) -> list[ShotGrade]:
-    """Fit (fast) or train (learned) one grade per key frame (RGB uint8, long side <= 512)."""
+    """Fit (fast) or train (learned) the grades of key frames (RGB uint8, long side <= 512).
+
+    One grade per key frame, or with ``joint`` one grade for all of them (a scene: the shots match
+    each other). ``init`` warm-starts from a preset (``--refine``): its network is fine-tuned on the
+    keys (a fraction of the cold training steps).
+    """
+    tensors = [image_io.to_tensor(k) for k in keys]
+    groups = [tensors] if joint else [[t] for t in tensors]
+    mode = options.mode if init is None else ("learned" if init.learned is not None else "fast")
     luts = []
-    with progress.stage("fit", len(keys)) as task:
-        for key in keys:
-            luts.append(fast_lut(image_io.to_tensor(key), reference, TransferSettings(seed=options.seed)))
+    with progress.stage("fit", len(groups)) as task:
+        for group in groups:
+            if init is not None and init.learned is not None:
+                luts.append(init.lut)  # refine keeps the preset's base and adapts the network
+            else:
+                luts.append(fast_lut(group, reference, TransferSettings(seed=options.seed)))
             task.advance()
-    if options.mode == "fast":
+    if mode == "fast":
         return [ShotGrade(lut, options.strength) for lut in luts]
-    settings = TrainSettings(seed=options.seed, steps=options.steps or TrainSettings().steps)
+    default_steps = REFINE_STEPS if init is not None else TrainSettings().steps
+    settings = TrainSettings(seed=options.seed, steps=options.steps or default_steps)
     grades = []
-    with progress.stage("train", len(keys) * settings.steps) as task:
-        for n, (key, lut) in enumerate(zip(keys, luts)):
+    with progress.stage("train", len(groups) * settings.steps) as task:
+        for n, (group, lut) in enumerate(zip(groups, luts)):
 
             def on_step(step: int, total: int, loss: float, n: int = n) -> None:
-                task.update(completed=n * settings.steps + step, info=f"shot {n + 1} loss {loss:.3f}")
+                label = "scene" if joint else f"shot {n + 1}"
+                task.update(completed=n * settings.steps + step, info=f"{label} loss {loss:.3f}")
 
-            look, _ = train_look(image_io.to_tensor(key), reference, lut, LookSettings(), settings, device, on_step)
+            look, _ = train_look(
+                group,
+                reference,
+                lut,
+                LookSettings(),
+                settings,
+                device,
+                on_step,
+                init=init.learned if init is not None else None,
+            )
             look.strength = options.strength
             grades.append(ShotGrade(lut, options.strength, look))
             task.update(completed=(n + 1) * settings.steps)
     return grades
 
 
-def _write_preview(path: Path, reference: np.ndarray, rows, force: bool, sources: list[Path]) -> str:
+def _write_preview(path: Path, reference: np.ndarray, rows, force: bool, sources: list[Path], label: str) -> str:
     check_output_path(path, sources, force=force)
-    sheet = contact_sheet(reference, rows)
+    sheet = contact_sheet(reference, rows, ref_label=label)
     data = image_io.encode_image(Path("preview.png"), sheet)
     with atomic_output(path, force=force) as tmp:
         image_io.write_bytes(tmp, data)
     return str(path)
 
 
+@dataclass
+class _Job:
+    """One input of a run: where it goes, and (after analysis) its shots and key frames."""
+
+    source: Path
+    out: Path
+    info: video_io.VideoInfo | None  # None: a still
+    shots: list[Shot] = field(default_factory=list)
+    keys: list[np.ndarray] = field(default_factory=list)
+    still: image_io.Still | None = None
+    grades: list[ShotGrade] = field(default_factory=list)
+
+
+@dataclass
+class _LookSource:
+    """What the grade comes from: a reference still, a ``.cube`` LUT or a preset."""
+
+    label: str
+    kind: Literal["reference", "cube", "preset"]
+    reference: torch.Tensor | None = None  # (3, h, w) at working resolution
+    thumb: np.ndarray | None = None  # RGB uint8 for the preview
+    lut: torch.Tensor | None = None
+    preset: Preset | None = None
+
+
+def _look_source(look: Path | None, options: GradeOptions, sources: list[Path]) -> _LookSource:
+    if options.preset is not None:
+        preset = Library(options.library).load(options.preset)
+        if options.refine and preset.manifest.mode == "lut" and look is None:
+            raise InputError(f"preset {preset.name!r} is a plain LUT: there is no trained look to refine")
+        src = _LookSource(label=f"preset {preset.name}", kind="preset", preset=preset, thumb=preset.reference)
+        if look is not None:  # --refine toward a new reference
+            src.reference, src.thumb = image_io.load_reference(look, options.working_side)
+            src.label += f" + {look}"
+        elif preset.reference is not None:
+            src.reference = image_io.to_tensor(preset.reference)
+        return src
+    if look is None:
+        raise InputError("no look given: use --look REFERENCE (a still or a .cube LUT) or --preset NAME")
+    if look.suffix.lower() == ".cube":
+        from grade.cube import read_cube
+
+        return _LookSource(label=str(look), kind="cube", lut=read_cube(look))
+    ref, thumb = image_io.load_reference(look, options.working_side)
+    return _LookSource(label=str(look), kind="reference", reference=ref, thumb=thumb)
+
+
+def _look_tile(src: _LookSource, grade: ShotGrade) -> np.ndarray:
+    """The preview's left tile: the reference, or for a LUT a ramp of hues and tones through it."""
+    if src.thumb is not None:
+        return src.thumb
+    hsv = np.zeros((96, 160, 3), np.uint8)
+    hsv[..., 0] = np.linspace(0, 179, 160, dtype=np.uint8)[None]
+    hsv[..., 1] = 200
+    hsv[..., 2] = np.linspace(40, 255, 96, dtype=np.uint8)[:, None]
+    ramp = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    ramp[:, :16] = np.linspace(0, 255, 96, dtype=np.uint8)[:, None, None]
+    return grade.thumb(ramp)
+
+
 def grade_file(
     source: str | Path,
-    look: str | Path,
+    look: str | Path | None,
     options: GradeOptions | None = None,
     output: str | Path | None = None,
     progress: Progress | None = None,
 ) -> GradeReport:
-    """Grade a video or a still so that it takes on the look of a reference still.
+    """Grade a video or a still so that it takes on a look.
 
     Args:
         source: video (anything FFmpeg reads) or still (PNG, JPEG, TIFF, ...). Never modified.
-        look: the reference still.
+        look: the reference still, or a ``.cube`` 3D LUT; ``None`` with ``options.preset``.
         output: where to write; default ``<stem>.graded.<ext>`` beside the source.
     Raises:
         GradeError: any problem the user can fix, as one line.
     """
+    return grade_files([source], look, options, [output] if output else None, progress)[0]
+
+
+def grade_files(
+    sources: list[str | Path],
+    look: str | Path | None,
+    options: GradeOptions | None = None,
+    outputs: list[str | Path] | None = None,
+    progress: Progress | None = None,
+) -> list[GradeReport]:
+    """Grade several inputs; with ``options.scene`` or ``options.save_preset`` they share one look
+    trained on all their key frames together (a scene preset), else each shot gets its own.
+
+    Everything is checked before any work (inputs, outputs, preset name); outputs are written
+    atomically, and a preset is saved only after every output was written.
+    """
     options = options or GradeOptions()
     progress = progress or NullProgress()
-    source, look = Path(source), Path(look)
-    if not source.exists():
-        raise InputError(f"no such file: {source}")
-    if source.is_dir():
-        raise InputError(f"input is a directory, not a media file: {source}")
-    info = None if image_io.is_image_path(source) else video_io.probe(source)
-    out = Path(output) if output else default_output(source)
-    if out.suffix == "":
-        raise InputError(f"output needs a file extension (e.g. .mp4, .mov, .png): {out}")
-    if info is not None:
-        video_io.choose_codec(out, options.codec, options.crf, info)  # unknown codec: fail before any work
-    check_output_path(out, [source, look], force=options.force)
+    look = Path(look) if look is not None else None
+    paths = [Path(s) for s in sources]
+    if not paths:
+        raise InputError("no input given")
+    if outputs is not None and len(outputs) != len(paths):
+        raise InputError("one output per input")
+    jobs = []
+    for n, source in enumerate(paths):
+        if not source.exists():
+            raise InputError(f"no such file: {source}")
+        if source.is_dir():
+            raise InputError(f"input is a directory, not a media file: {source}")
+        info = None if image_io.is_image_path(source) else video_io.probe(source)
+        out = Path(outputs[n]) if outputs else default_output(source, options.output_dir)
+        jobs.append(_Job(source, out, info))
+    guarded = [*paths, *([look] if look is not None else [])]
+    for job in jobs:
+        out = job.out
+        if out.suffix == "":
+            raise InputError(f"output needs a file extension (e.g. .mp4, .mov, .png): {out}")
+        if job.info is not None:
+            if out.suffix.lower() not in video_io.OUTPUT_EXTENSIONS:
+                exts = ", ".join(sorted(video_io.OUTPUT_EXTENSIONS))
+                raise InputError(f"cannot write video as {out.suffix}: use one of {exts}")
+            video_io.choose_codec(out, options.codec, options.crf, job.info)  # unknown codec: fail before work
+        elif image_io.is_image_path(out) is False:
+            raise InputError(f"a still must be written as an image, not {out.suffix}: {out}")
+        check_output_path(out, guarded, force=options.force)
+    if len({j.out.resolve() for j in jobs}) != len(jobs):
+        raise InputError("two inputs would be written to the same output")
     if options.preview:
-        check_output_path(options.preview, [source, look, out], force=options.force)
+        check_output_path(options.preview, [*guarded, *(j.out for j in jobs)], force=options.force)
+    library = Library(options.library)
+    if options.save_preset:
+        library.check_free(options.save_preset, options.force_preset)
+    if options.refine and options.preset is None:
+        raise InputError("--refine needs --preset NAME (the preset to fine-tune)")
     device = resolve_device(options.device)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    ref_t, ref_thumb = image_io.load_reference(look, options.working_side)
-    timings["reference"] = time.perf_counter() - t0
-    if info is not None and out.suffix.lower() not in video_io.OUTPUT_EXTENSIONS:
-        raise InputError(
-            f"cannot write video as {out.suffix}: use one of {', '.join(sorted(video_io.OUTPUT_EXTENSIONS))}"
+    t = time.perf_counter()
+    src = _look_source(look, options, paths)
+    timings["look"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    for job in jobs:
+        _analyse(job, options, progress)
+    timings["analyse"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    all_keys = [k for job in jobs for k in job.keys]
+    joint = options.joint or options.save_preset is not None
+    if src.kind == "cube":
+        shared = [ShotGrade(src.lut, options.strength)]
+    elif src.kind == "preset" and not options.refine:
+        shared = [_preset_grade(src.preset, options.strength)]
+    else:
+        shared = fit_shots(
+            all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset
         )
-    if info is None:
-        return _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress, timings)
-    return _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, progress, timings)
-
-
-def _grade_still(source, look, out, ref_t, ref_thumb, options, device, progress, timings) -> GradeReport:
-    t = time.perf_counter()
-    still = image_io.read_image(source, what="input")
-    if image_io.is_image_path(out) is False:
-        raise InputError(f"a still must be written as an image, not {out.suffix}: {out}")
-    small = image_io.fit_side(still.rgb, options.working_side)
-    small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
-    shot_grade = fit_shots([small], ref_t, options, device, progress)[0]
+    if len(shared) == 1:
+        for job in jobs:
+            job.grades = shared * len(job.keys)
+    else:
+        it = iter(shared)
+        for job in jobs:
+            job.grades = [next(it) for _ in job.keys]
     timings["fit"] = time.perf_counter() - t
-    t = time.perf_counter()
-    with progress.stage("render", 1) as task:
-        graded = shot_grade.grade_still(still.rgb)
-        data = image_io.encode_image(out, graded, still.alpha)
-        with atomic_output(out, force=options.force) as tmp:
-            image_io.write_bytes(tmp, data)
-        task.advance()
-    timings["render"] = time.perf_counter() - t
+
+    reports = []
+    for job in jobs:
+        t = time.perf_counter()
+        render = _render_still if job.info is None else _render_video
+        fields = render(job, options, progress)
+        timings["render"] = timings.get("render", 0.0) + time.perf_counter() - t
+        reports.append(_report(job.source, job.out, src, options, device, dict(timings), shots=job.shots, **fields))
     preview = None
     if options.preview:
-        rows = [("still", small, shot_grade.thumb(small))]
-        preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
-    h, w = still.rgb.shape[:2]
-    shot = Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)
-    return _report(
-        source,
-        out,
-        look,
-        options,
-        device,
-        timings,
-        kind="still",
-        width=w,
-        height=h,
-        frames=1,
-        shots=[shot],
-        preview=preview,
+        rows = [
+            (
+                f"{j.source.stem[:12]} {s.index + 1} @{s.key_tc}"
+                if len(jobs) > 1
+                else f"shot {s.index + 1} @{s.key_tc}",
+                k,
+                g.thumb(k),
+            )
+            for j in jobs
+            for s, k, g in zip(j.shots, j.keys, j.grades)
+        ]
+        label = "reference" if src.kind == "reference" else src.kind
+        preview = _write_preview(options.preview, _look_tile(src, shared[0]), rows, options.force, guarded, label)
+    saved = None
+    if options.save_preset:
+        saved = str(_save_preset(library, src, shared[0], jobs, options, look))
+    for r in reports:
+        r.preview, r.preset_saved = preview, saved
+    return reports
+
+
+REFINE_STEPS = 40  # --refine: a third of a cold training
+
+
+def _preset_grade(preset: Preset, strength: float) -> ShotGrade:
+    if preset.learned is not None:
+        learned = LearnedLook(preset.learned.lut, preset.learned.net, preset.learned.settings, strength)
+        return ShotGrade(preset.lut, strength, learned)
+    return ShotGrade(preset.lut, strength)
+
+
+def _save_preset(library: Library, src: _LookSource, grade: ShotGrade, jobs, options: GradeOptions, look) -> Path:
+    keys = [k for j in jobs for k in j.keys]
+    frames = [KeyFrame(source=j.source.name, frame=s.key_frame, time=s.key_time) for j in jobs for s in j.shots]
+    learned = grade.learned
+    if learned is not None:
+        learned = LearnedLook(learned.lut, learned.net, learned.settings, 1.0)
+    reference = src.preset.reference if src.kind == "preset" and look is None else src.thumb
+    mode = "learned" if learned is not None else ("lut" if src.kind == "cube" else "fast")
+    train = {"steps": options.steps, "seed": options.seed, "refined_from": src.preset.name if src.preset else None}
+    preset = build_preset(
+        options.save_preset,
+        mode=mode,
+        lut=grade.full_lut,  # full strength: --strength applies when the preset is used
+        learned=learned,
+        reference=reference,
+        reference_name=look.name if look is not None else (src.preset.manifest.reference if src.preset else None),
+        keys=keys,
+        key_frames=frames,
+        scene=options.scene,
+        notes=options.notes,
+        train_settings=train,
     )
+    return library.save(preset, force=options.force_preset)
 
 
-def _report(source, out, look, options, device, timings, **fields) -> GradeReport:
+def _analyse(job: _Job, options: GradeOptions, progress: Progress) -> None:
+    """Shots and key frames of a video, or the still itself."""
+    if job.info is None:
+        job.still = image_io.read_image(job.source, what="input")
+        small = image_io.fit_side(job.still.rgb, options.working_side)
+        job.keys = [small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)]
+        job.shots = [Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)]
+        return
+    with progress.stage("analyse", job.info.frames) as task:
+        shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i))
+    job.shots, job.keys = shots.shots, shots.keys
+
+
+def _render_still(job: _Job, options: GradeOptions, progress: Progress) -> dict:
+    with progress.stage("render", 1) as task:
+        graded = job.grades[0].grade_still(job.still.rgb)
+        data = image_io.encode_image(job.out, graded, job.still.alpha)
+        with atomic_output(job.out, force=options.force) as tmp:
+            image_io.write_bytes(tmp, data)
+        task.advance()
+    h, w = job.still.rgb.shape[:2]
+    return {"kind": "still", "width": w, "height": h, "frames": 1}
+
+
+def _report(source, out, src: _LookSource, options, device, timings, **fields) -> GradeReport:
     """The fields every report has, plus the kind-specific ``fields``."""
     return GradeReport(
         input=str(source),
         output=str(out),
-        reference=str(look),
-        mode=options.mode,
+        reference=src.label,
+        look_kind=src.kind,
+        mode=_mode_label(src, options),
         device=str(device),
         strength=options.strength,
         seconds={k: round(v, 3) for k, v in timings.items()},
@@ -269,36 +479,37 @@ def _report(source, out, look, options, device, timings, **fields) -> GradeRepor
     )
 
 
-def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, progress, timings) -> GradeReport:
-    t = time.perf_counter()
-    with progress.stage("analyse", info.frames) as task:
-        shots = detect_shots(source, info, on_frame=lambda i: task.update(completed=i))
-    timings["analyse"] = time.perf_counter() - t
-    t = time.perf_counter()
-    grades = fit_shots(shots.keys, ref_t, options, device, progress)
-    timings["fit"] = time.perf_counter() - t
+def _mode_label(src: _LookSource, options: GradeOptions) -> str:
+    if src.kind == "cube":
+        return "lut"
+    if src.kind == "preset":
+        return f"preset:{src.preset.manifest.mode}" + (" refined" if options.refine else "")
+    return options.mode
 
+
+def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
+    info, grades = job.info, job.grades
     current = {"shot": -1}
-    ends = [s.end for s in shots.shots]
-    native = options.mode == "fast" and video_io.native_yuv420(info, out, options.codec, options.crf)
+    ends = [s.end for s in job.shots]
+    fixed = all(g.learned is None for g in grades)
+    native = fixed and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
         shot = min(bisect.bisect_right(ends, index), len(ends) - 1)
         if current["shot"] != shot:
-            if current["shot"] >= 0:
+            if current["shot"] >= 0 and grades[current["shot"]] is not grades[shot]:
                 grades[current["shot"]].release()  # free the previous shot's table before building the next
             grades[shot].prepare(native, matrix, full_range)
             current["shot"] = shot
         return grades[shot].grade(pixels, info.height, info.width)
 
-    t = time.perf_counter()
     with (
-        progress.stage("render", max(info.frames, shots.frames)) as task,
-        atomic_output(out, force=options.force) as tmp,
+        progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
+        atomic_output(job.out, force=options.force) as tmp,
     ):
         stats = video_io.render_video(
-            source,
+            job.source,
             tmp,
             info,
             grade_frame,
@@ -307,29 +518,18 @@ def _grade_video(source, info, look, out, ref_t, ref_thumb, options, device, pro
             on_frame=lambda i: task.advance(),
             pixel_format="yuv420p" if native else None,
         )
-    timings["render"] = time.perf_counter() - t
-    preview = None
-    if options.preview:
-        rows = [(f"shot {s.index + 1} @{s.key_tc}", k, g.thumb(k)) for s, k, g in zip(shots.shots, shots.keys, grades)]
-        preview = _write_preview(options.preview, ref_thumb, rows, options.force, [source, look])
-    return _report(
-        source,
-        out,
-        look,
-        options,
-        device,
-        timings,
-        kind="video",
-        width=info.width,
-        height=info.height,
-        frames=stats.frames,
-        fps=round(info.fps, 4),
-        duration=round(info.duration, 4),
-        shots=shots.shots,
-        encoder=stats.encoder,
-        pix_fmt=stats.pix_fmt,
-        streams_copied=stats.copied_streams,
-        streams_reencoded=stats.reencoded_streams,
-        streams_dropped=stats.dropped_streams,
-        preview=preview,
-    )
+    for g in grades:
+        g.release()
+    return {
+        "kind": "video",
+        "width": info.width,
+        "height": info.height,
+        "frames": stats.frames,
+        "fps": round(info.fps, 4),
+        "duration": round(info.duration, 4),
+        "encoder": stats.encoder,
+        "pix_fmt": stats.pix_fmt,
+        "streams_copied": stats.copied_streams,
+        "streams_reencoded": stats.reencoded_streams,
+        "streams_dropped": stats.dropped_streams,
+    }

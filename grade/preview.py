@@ -24,7 +24,10 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
 
 
 def contact_sheet(
-    reference: np.ndarray, rows: list[tuple[str, np.ndarray, np.ndarray]], max_rows: int = 24
+    reference: np.ndarray,
+    rows: list[tuple[str, np.ndarray, np.ndarray]],
+    max_rows: int = 24,
+    ref_label: str = "reference",
 ) -> np.ndarray:
     """Build an RGB uint8 sheet.
 
@@ -35,7 +38,7 @@ def contact_sheet(
         RGB uint8 ``(H, W, 3)``: the reference on the left, one row per shot (before | after).
     """
     gap = 6
-    ref = _label(_thumb(reference), "reference")
+    ref = _label(_thumb(reference), ref_label)
     blocks = []
     for label, before, after in rows[:max_rows]:
         b = _label(_thumb(before), f"{label} before")

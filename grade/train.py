@@ -75,6 +75,7 @@ def train_look(
     settings: TrainSettings | None = None,
     device: torch.device | str = "cpu",
     on_step: Callable[[int, int, float], None] | None = None,
+    init: LearnedLook | None = None,
 ) -> tuple[LearnedLook, TrainReport]:
     """Train a :class:`LearnedLook` on one key frame (or several of one scene) against a reference.
 
@@ -83,9 +84,11 @@ def train_look(
         reference: ``(3, H', W')`` RGB in [0,1].
         lut: the fast mode's LUT ``(3, N, N, N)`` for these key frames, the starting point.
         on_step: called with ``(step, max_steps, loss)``.
+        init: warm start (``--refine``): the network starts from this look's weights instead of the
+            identity; pass its LUT as ``lut`` and fewer ``settings.steps``.
     """
     t0 = time.perf_counter()
-    look = look or LookSettings()
+    look = init.settings if init is not None else (look or LookSettings())
     settings = settings or TrainSettings()
     device = torch.device(device)
     torch.manual_seed(settings.seed)
@@ -136,7 +139,10 @@ def train_look(
                 for j in range(segments)
             ]
 
-    net = AffineHRNet(in_ch=8, widths=look.widths, blocks=look.blocks).to(device)
+    net = AffineHRNet(in_ch=8, widths=look.widths, blocks=look.blocks)
+    if init is not None:
+        net.load_state_dict(init.net.state_dict())
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / settings.steps)))

@@ -89,6 +89,12 @@ def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: flo
     return _box(torch.cat([m, t], 1), radius)
 
 
+def settings_from_json(text: str) -> LookSettings:
+    """:class:`LookSettings` from their JSON form (``widths`` comes back as a list)."""
+    raw = json.loads(text)
+    return LookSettings(**{**raw, "widths": tuple(raw["widths"])})
+
+
 LOOK_FORMAT = "grade.learned-look"
 LOOK_VERSION = 1
 
@@ -99,12 +105,29 @@ class LearnedLook:
     def __init__(self, lut: torch.Tensor, net: AffineHRNet, settings: LookSettings, strength: float = 1.0) -> None:
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
 
+    def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """The look's tensors (global LUT and network weights), names prefixed with ``prefix``."""
+        out = {f"{prefix}lut": self.lut.contiguous()}
+        out.update({f"{prefix}net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()})
+        return out
+
+    @classmethod
+    def from_tensors(
+        cls, tensors: dict[str, torch.Tensor], settings: LookSettings, prefix: str = "", strength: float = 1.0
+    ) -> LearnedLook:
+        """Rebuild a look from :meth:`tensors`. Raises ``KeyError``/``RuntimeError`` when they do not fit."""
+        net = AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
+        n = len(prefix) + 4
+        net.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(f"{prefix}net.")})
+        lut = tensors[f"{prefix}lut"].float()
+        if lut.dim() != 4 or lut.shape[0] != 3 or not (lut.shape[1] == lut.shape[2] == lut.shape[3] >= 2):
+            raise RuntimeError(f"LUT has shape {tuple(lut.shape)}")
+        return cls(lut, net, settings, strength)
+
     def save(self, path: str | Path) -> None:
         """Write the look as one safetensors file (tensors and a JSON header; nothing executable)."""
-        tensors = {"lut": self.lut.contiguous()}
-        tensors.update({f"net.{k}": v.contiguous() for k, v in self.net.state_dict().items()})
         meta = {"format": LOOK_FORMAT, "version": str(LOOK_VERSION), "settings": json.dumps(asdict(self.settings))}
-        save_file(tensors, str(path), metadata=meta)
+        save_file(self.tensors(), str(path), metadata=meta)
 
     @classmethod
     def load(cls, path: str | Path, strength: float = 1.0) -> LearnedLook:
@@ -124,14 +147,9 @@ class LearnedLook:
         try:
             if int(meta.get("version", "0")) > LOOK_VERSION:
                 raise InputError(f"look file {path} needs a newer grade (format version {meta['version']})")
-            raw = json.loads(meta["settings"])
-            settings = LookSettings(**{**raw, "widths": tuple(raw["widths"])})
-            net = AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
-            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-            lut = tensors["lut"]
+            return cls.from_tensors(tensors, settings_from_json(meta["settings"]), strength=strength)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise InputError(f"damaged look file: {path} ({str(e)[:200]})") from None
-        return cls(lut, net, settings, strength)
 
     def field(self, frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Working-resolution fit for a full-resolution ``(1, 3, H, W)`` frame: ``(1, 12, h, w)`` affine field

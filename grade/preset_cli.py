@@ -1,0 +1,173 @@
+"""``grade presets ...``: list, show, rename, delete, export (.cube / ASC CDL) and import presets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from grade.errors import InputError
+from grade.io.atomic import atomic_output, check_output_path
+from grade.presets import Library, Preset, fit_look_lut, read_preset
+
+
+def run(args: argparse.Namespace, console) -> int:
+    library = Library(args.library)
+    action = {
+        "list": _list,
+        "show": _show,
+        "rename": _rename,
+        "delete": _delete,
+        "export": _export,
+        "import": _import,
+    }[args.action]
+    return action(args, library, console)
+
+
+def _say(args, console, text: str, data: dict) -> None:
+    if args.json:
+        print(json.dumps(data))
+    elif not args.quiet:
+        console.print(text)
+
+
+def _list(args, library: Library, console) -> int:
+    rows = []
+    for name, path, ro in library.entries():
+        try:
+            m = read_preset(path).manifest
+            rows.append(
+                {
+                    "name": name,
+                    "mode": m.mode,
+                    "scene": m.scene,
+                    "created": m.created.isoformat(),
+                    "shipped": ro,
+                    "path": str(path),
+                }
+            )
+        except InputError as e:  # one damaged file must not hide the others
+            rows.append({"name": name, "error": str(e), "shipped": ro, "path": str(path)})
+    if args.json:
+        print(json.dumps({"library": str(library.root), "presets": rows}))
+        return 0
+    if args.quiet:
+        for r in rows:
+            print(r["name"])
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"presets in {library.root}" + (f" (+ shipped: {library.shipped})" if library.shipped else ""))
+    for col in ("name", "mode", "scene", "created", "note"):
+        table.add_column(col)
+    for r in rows:
+        note = r.get("error", "shipped, read-only" if r["shipped"] else "")
+        table.add_row(r["name"], r.get("mode", "?"), r.get("scene") or "", r.get("created", "")[:19], note)
+    console.print(table)
+    return 0
+
+
+def _show(args, library: Library, console) -> int:
+    path, ro = library.locate(args.name)
+    preset = read_preset(path)
+    data = preset.manifest.model_dump(mode="json")
+    data["path"], data["shipped"] = str(path), ro
+    if args.preview:
+        check_output_path(args.preview, [path], force=args.force)
+        _write_sheet(preset, args.preview, args.force)
+        data["preview"] = str(args.preview)
+    if args.json:
+        print(json.dumps(data))
+    elif not args.quiet:
+        from rich.pretty import Pretty
+
+        console.print(Pretty(data))
+    return 0
+
+
+def _write_sheet(preset: Preset, out: Path, force: bool) -> None:
+    from grade.io import image as image_io
+    from grade.pipeline import _preset_grade
+    from grade.preview import contact_sheet
+
+    grade = _preset_grade(preset, 1.0)
+    rows = [(f"key {i + 1}", k, grade.thumb(k)) for i, k in enumerate(preset.keys)]
+    if not rows:  # a LUT preset: show a ramp through it
+        ramp = np.linspace(0, 255, 160 * 96 * 3).reshape(96, 160, 3).astype(np.uint8)
+        rows = [("ramp", ramp, grade.thumb(ramp))]
+    ref = preset.reference if preset.reference is not None else np.full((96, 160, 3), 40, np.uint8)
+    data = image_io.encode_image(Path("preview.png"), contact_sheet(ref, rows))
+    with atomic_output(out, force=force) as tmp:
+        image_io.write_bytes(tmp, data)
+
+
+def _rename(args, library: Library, console) -> int:
+    dst = library.rename(args.name, args.new_name, force=args.force)
+    _say(args, console, f"renamed {args.name} -> {args.new_name} ({dst})", {"renamed": args.name, "to": str(dst)})
+    return 0
+
+
+def _delete(args, library: Library, console) -> int:
+    path = library.delete(args.name)
+    _say(args, console, f"deleted {args.name} ({path})", {"deleted": args.name, "path": str(path)})
+    return 0
+
+
+def _import(args, library: Library, console) -> int:
+    if not args.file.is_file():
+        raise InputError(f"no such file: {args.file}")
+    dst = library.import_file(args.file, args.name, force=args.force)
+    _say(args, console, f"imported {args.file} -> {dst}", {"imported": str(args.file), "path": str(dst)})
+    return 0
+
+
+def _export(args, library: Library, console) -> int:
+    from grade.cdl import fit_cdl, write_cc
+    from grade.cube import write_cube
+    from grade.io.image import to_tensor
+    from grade.lut import apply_lut, grid_points
+
+    if args.cube is None and args.cdl is None:
+        raise InputError("export needs --cube FILE.cube and/or --cdl FILE.cc")
+    path, _ = library.locate(args.name)
+    preset = read_preset(path)
+    result: dict = {"preset": preset.name}
+    fitted = preset.fitted_lut
+    if args.cube is not None:
+        if args.cube.suffix.lower() != ".cube":
+            raise InputError(f"--cube needs a .cube file name: {args.cube}")
+        check_output_path(args.cube, [path], force=args.force)
+        err = preset.manifest.lut_error
+        if fitted.shape[-1] != args.size or err is None and preset.keys:
+            fitted, err = fit_look_lut(preset.learned, preset.lut, preset.keys, args.size)
+        with atomic_output(args.cube, force=args.force) as tmp:
+            write_cube(tmp, fitted, title=f"grade preset {preset.name}")
+        result.update({"cube": str(args.cube), "size": args.size})
+        if err is not None:
+            result.update({"mean_de2000": err.mean_de2000, "p95_de2000": err.p95_de2000})
+    if args.cdl is not None:
+        check_output_path(args.cdl, [path], force=args.force)
+        if preset.keys:
+            src = torch.cat([to_tensor(k).reshape(3, -1).T for k in preset.keys])
+        else:
+            src = grid_points(17)
+        with torch.inference_mode():
+            dst = apply_lut(fitted, src.T.reshape(1, 3, -1, 1))[0, :, :, 0].T
+        cdl = fit_cdl(src, dst)
+        write_cc(args.cdl, cdl, ident=preset.name, force=args.force)
+        result.update({"cdl": str(args.cdl), "slope": cdl.slope, "offset": cdl.offset, "power": cdl.power})
+        result["saturation"] = cdl.saturation
+    text = f"exported {preset.name}"
+    if "cube" in result:
+        text += f" -> {result['cube']} ({args.size}-point LUT"
+        if "mean_de2000" in result:
+            text += f"; vs the full look on its key frames: mean ΔE2000 {result['mean_de2000']:.2f}, "
+            text += f"95th percentile {result['p95_de2000']:.2f}"
+        text += ")"
+    if "cdl" in result:
+        text += f" -> {result['cdl']} (ASC CDL)"
+    _say(args, console, text, result)
+    return 0

@@ -1,0 +1,465 @@
+"""Presets: a trained look as one safe, portable file, and the libraries that hold them.
+
+A preset file (``NAME.gpreset``) is a safetensors file: tensors (the look's global LUT and network
+weights, a 3D LUT fitted to the whole look, the reference's and key frames' thumbnails) and a JSON
+manifest in its header, validated by :class:`Manifest`. Nothing in it is executable: loading a
+preset from a stranger cannot run code. A SHA-256 over every tensor and the manifest is stored in
+the manifest; a damaged, truncated, tampered or future-version file is refused with one line.
+
+Libraries: the user's presets directory (``--library``, else ``$GRADE_PRESETS``, else the
+platform's data directory) and, read-only, the ``presets/`` folder shipped with the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from grade import __version__
+from grade.errors import InputError, OutputError
+from grade.io.atomic import atomic_output
+from grade.lut import apply_lut, fit_lut, resample_lut
+from grade.model.look import LearnedLook, settings_from_json
+
+PRESET_FORMAT = "grade.preset"
+SCHEMA_VERSION = 1
+SUFFIX = ".gpreset"
+MAX_PRESET_BYTES = 256 * 2**20
+FITTED_LUT_SIZE = 33
+REFERENCE_SIDE = 384  # long side of the stored reference (enough to refine: training sees 192 px)
+KEY_SIDE = 256  # long side of the stored key frames
+ENV_LIBRARY = "GRADE_PRESETS"
+SHIPPED = Path(__file__).resolve().parent.parent / "presets"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+
+Mode = Literal["fast", "learned", "lut"]
+
+
+class ColourStats(BaseModel):
+    """CIELAB statistics of an image (the reference's, for ``presets show``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lab_mean: list[float] = Field(min_length=3, max_length=3)
+    lab_std: list[float] = Field(min_length=3, max_length=3)
+    l_percentiles: dict[str, float]  # "5", "50", "95"
+
+
+class KeyFrame(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    frame: int = Field(ge=0)
+    time: float = Field(ge=0)
+
+
+class LutError(BaseModel):
+    """How far the fitted 3D LUT is from the full (spatially varying) look on its key frames."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    size: int
+    mean_de2000: float
+    p95_de2000: float
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["grade.preset"] = PRESET_FORMAT
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    scene: str | None = None
+    notes: str = ""
+    created: datetime
+    grade_version: str = __version__
+    torch_version: str = torch.__version__
+    mode: Mode
+    look_settings: dict | None = None
+    train_settings: dict | None = None
+    reference: str | None = None  # file name of the reference still (no folders: nothing private)
+    reference_stats: ColourStats | None = None
+    key_frames: list[KeyFrame] = []
+    lut_size: int = Field(ge=2, le=256)
+    lut_error: LutError | None = None
+    content_sha256: str = ""
+
+
+@dataclass
+class Preset:
+    """A loaded (or freshly built) preset."""
+
+    manifest: Manifest
+    lut: torch.Tensor  # the global LUT (3, N, N, N): fast mode's grade, or the learned look's base
+    fitted_lut: torch.Tensor  # the whole look as one 3D LUT (what .cube export writes)
+    learned: LearnedLook | None = None
+    reference: np.ndarray | None = None  # RGB uint8, long side <= REFERENCE_SIDE
+    keys: list[np.ndarray] = field(default_factory=list)  # RGB uint8, long side <= KEY_SIDE
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def validate_name(name: str) -> str:
+    """A preset name: letters, digits, ``_ . + -``, at most 64, no path parts. Raises InputError."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name or name.endswith("."):
+        raise InputError(
+            f"invalid preset name {name!r}: use letters, digits and _ . + - (at most 64, starting with a letter "
+            "or digit; no folders)"
+        )
+    return name
+
+
+def default_library() -> Path:
+    """The user's presets directory by platform convention (``$GRADE_PRESETS`` overrides it)."""
+    env = os.environ.get(ENV_LIBRARY)
+    if env:
+        return Path(env).expanduser()
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Application Support" / "grade" / "presets"
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA", home / "AppData" / "Roaming")) / "grade" / "presets"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "grade" / "presets"
+
+
+def colour_stats(rgb: np.ndarray) -> ColourStats:
+    from grade.color import srgb_to_lab
+
+    lab = srgb_to_lab(rgb.reshape(-1, 3).astype(np.float64) / 255.0)
+    pct = np.percentile(lab[:, 0], [5, 50, 95])
+    return ColourStats(
+        lab_mean=[round(float(v), 3) for v in lab.mean(0)],
+        lab_std=[round(float(v), 3) for v in lab.std(0)],
+        l_percentiles={k: round(float(v), 3) for k, v in zip(("5", "50", "95"), pct)},
+    )
+
+
+def _thumb(rgb: np.ndarray, side: int) -> np.ndarray:
+    from grade.io.image import fit_side
+
+    small = fit_side(rgb, side)
+    small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
+    return np.ascontiguousarray(small[..., :3])
+
+
+def _grade_keys(look: LearnedLook | None, lut: torch.Tensor, keys: list[np.ndarray]) -> list[np.ndarray]:
+    """The full look applied to each key frame: float RGB ``(h, w, 3)`` in [0, 1] at full strength."""
+    from grade.io.image import to_tensor
+
+    out = []
+    for k in keys:
+        x = to_tensor(k)[None]
+        with torch.inference_mode():
+            if look is not None:
+                strength, look.strength = look.strength, 1.0
+                try:
+                    y = look.apply(x)
+                finally:
+                    look.strength = strength
+            else:
+                y = apply_lut(lut, x)
+        out.append(y[0].permute(1, 2, 0).numpy())
+    return out
+
+
+def lut_error(preset_look: LearnedLook | None, lut: torch.Tensor, fitted: torch.Tensor, keys: list[np.ndarray]):
+    """Mean and 95th-percentile CIEDE2000 between ``fitted`` and the full look on ``keys``."""
+    from grade.color import delta_e2000, srgb_to_lab
+    from grade.io.image import to_tensor
+
+    if not keys:
+        return None
+    full = _grade_keys(preset_look, lut, keys)
+    des = []
+    for k, y in zip(keys, full):
+        with torch.inference_mode():
+            z = apply_lut(fitted, to_tensor(k)[None])[0].permute(1, 2, 0).numpy()
+        des.append(delta_e2000(srgb_to_lab(np.clip(y, 0, 1)), srgb_to_lab(np.clip(z, 0, 1))).reshape(-1))
+    de = np.concatenate(des)
+    return LutError(
+        size=fitted.shape[-1], mean_de2000=round(float(de.mean()), 4), p95_de2000=round(float(np.percentile(de, 95)), 4)
+    )
+
+
+def fit_look_lut(
+    look: LearnedLook | None, lut: torch.Tensor, keys: list[np.ndarray], size: int = FITTED_LUT_SIZE
+) -> tuple[torch.Tensor, LutError | None]:
+    """One 3D LUT for the whole look, fitted to its mapping over the key frames, and its error."""
+    if look is None or not keys:
+        fitted = resample_lut(lut, size)
+        return fitted, lut_error(None, lut, fitted, keys)
+    from grade.io.image import to_tensor
+
+    full = _grade_keys(look, lut, keys)
+    src = torch.cat([to_tensor(k).reshape(3, -1).T for k in keys])
+    dst = torch.cat([torch.from_numpy(np.ascontiguousarray(y)).reshape(-1, 3) for y in full])
+    fitted = fit_lut(src, dst, look.lut, size)
+    return fitted, lut_error(look, lut, fitted, keys)
+
+
+def build_preset(
+    name: str,
+    *,
+    mode: Mode,
+    lut: torch.Tensor,
+    learned: LearnedLook | None = None,
+    reference: np.ndarray | None = None,
+    reference_name: str | None = None,
+    keys: list[np.ndarray] | None = None,
+    key_frames: list[KeyFrame] | None = None,
+    scene: str | None = None,
+    notes: str = "",
+    train_settings: dict | None = None,
+) -> Preset:
+    """Assemble a preset from a fitted or trained look (computes the fitted LUT and its error)."""
+    validate_name(name)
+    keys = [_thumb(k, KEY_SIDE) for k in (keys or [])]
+    ref = _thumb(reference, REFERENCE_SIDE) if reference is not None else None
+    fitted, err = fit_look_lut(learned, lut, keys)
+    manifest = Manifest(
+        name=name,
+        scene=scene,
+        notes=notes,
+        created=datetime.now(timezone.utc).replace(microsecond=0),
+        mode=mode,
+        look_settings=asdict(learned.settings) if learned is not None else None,
+        train_settings=train_settings,
+        reference=reference_name,
+        reference_stats=colour_stats(ref) if ref is not None else None,
+        key_frames=key_frames or [],
+        lut_size=lut.shape[-1],
+        lut_error=err,
+    )
+    return Preset(manifest, lut.float().contiguous(), fitted, learned, ref, keys)
+
+
+def _tensors(preset: Preset) -> dict[str, torch.Tensor]:
+    t: dict[str, torch.Tensor] = {"lut": preset.lut.float().contiguous(), "fitted_lut": preset.fitted_lut.contiguous()}
+    if preset.learned is not None:
+        t.update({k: v for k, v in preset.learned.tensors("look.").items() if k != "look.lut"})
+    if preset.reference is not None:
+        t["reference"] = torch.from_numpy(np.ascontiguousarray(preset.reference))
+    for i, k in enumerate(preset.keys):
+        t[f"key.{i}"] = torch.from_numpy(np.ascontiguousarray(k))
+    return t
+
+
+def _digest(tensors: dict[str, torch.Tensor], manifest: Manifest) -> str:
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        v = tensors[name].contiguous()
+        h.update(f"{name}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.numpy().tobytes() if v.numel() else b"")
+    body = manifest.model_dump(mode="json", exclude={"content_sha256"})
+    h.update(json.dumps(body, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def preset_bytes(preset: Preset) -> bytes:
+    """The preset file's bytes (the manifest gets its content hash)."""
+    tensors = _tensors(preset)
+    preset.manifest.content_sha256 = _digest(tensors, preset.manifest)
+    meta = {
+        "format": PRESET_FORMAT,
+        "schema_version": str(SCHEMA_VERSION),
+        "manifest": preset.manifest.model_dump_json(),
+    }
+    return save(tensors, metadata=meta)
+
+
+def write_preset(preset: Preset, path: Path, force: bool = False) -> Path:
+    """Write atomically (temporary file + rename); never clobbers without ``force``."""
+    data = preset_bytes(preset)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not force:
+        raise OutputError(f"preset {preset.name!r} already exists: {path} (use --force to replace it)")
+    with atomic_output(path, force=force) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+    return path
+
+
+def read_preset(path: str | Path) -> Preset:
+    """Load and verify a preset file.
+
+    Raises:
+        InputError: missing, not a preset, damaged/truncated/tampered, or from a newer grade.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such preset file: {path}")
+    size = path.stat().st_size
+    if size > MAX_PRESET_BYTES:
+        raise InputError(f"not a grade preset (file of {size >> 20} MiB is far too large): {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        why = " ".join(str(e).split())[:160]
+        raise InputError(f"not a grade preset, or damaged/truncated: {path} ({why})") from None
+    if meta.get("format") != PRESET_FORMAT:
+        raise InputError(f"not a grade preset (a safetensors file of another kind): {path}")
+    try:
+        version = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise InputError(f"damaged preset (no schema version): {path}") from None
+    if version > SCHEMA_VERSION:
+        raise InputError(
+            f"preset {path} was written by a newer grade (schema {version}; this grade reads {SCHEMA_VERSION})"
+        )
+    try:
+        manifest = Manifest.model_validate_json(meta.get("manifest", ""))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "manifest"
+        raise InputError(f"damaged preset manifest ({where}: {first.get('msg')}): {path}") from None
+    if manifest.schema_version != version:
+        raise InputError(f"damaged preset (schema versions disagree): {path}")
+    if _digest(tensors, manifest) != manifest.content_sha256:
+        raise InputError(f"preset was damaged or modified since it was written (hash mismatch): {path}")
+    try:
+        return _from_tensors(manifest, tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise InputError(f"damaged preset: {path} ({' '.join(str(e).split())[:160]})") from None
+
+
+def _check_lut(t: torch.Tensor, what: str) -> torch.Tensor:
+    if t.dtype != torch.float32 or t.dim() != 4 or t.shape[0] != 3 or not (t.shape[1] == t.shape[2] == t.shape[3] >= 2):
+        raise ValueError(f"{what} has dtype {t.dtype} and shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{what} holds non-finite values")
+    return t
+
+
+def _check_image(t: torch.Tensor, what: str) -> np.ndarray:
+    if t.dtype != torch.uint8 or t.dim() != 3 or t.shape[2] != 3 or min(t.shape[:2]) < 1:
+        raise ValueError(f"{what} is not an RGB thumbnail")
+    return t.numpy().copy()
+
+
+def _from_tensors(manifest: Manifest, tensors: dict[str, torch.Tensor]) -> Preset:
+    lut = _check_lut(tensors["lut"], "lut")
+    fitted = _check_lut(tensors["fitted_lut"], "fitted_lut")
+    learned = None
+    if manifest.mode == "learned":
+        if manifest.look_settings is None:
+            raise ValueError("a learned preset without look settings")
+        settings = settings_from_json(json.dumps(manifest.look_settings))
+        learned = LearnedLook.from_tensors({"look.lut": lut, **tensors}, settings, prefix="look.")
+    reference = _check_image(tensors["reference"], "reference") if "reference" in tensors else None
+    keys = []
+    while f"key.{len(keys)}" in tensors:
+        keys.append(_check_image(tensors[f"key.{len(keys)}"], f"key frame {len(keys)}"))
+    return Preset(manifest, lut, fitted, learned, reference, keys)
+
+
+class Library:
+    """The user's presets directory plus the read-only shipped presets."""
+
+    def __init__(self, root: str | Path | None = None, shipped: Path | None = SHIPPED) -> None:
+        self.root = Path(root).expanduser() if root else default_library()
+        self.shipped = shipped
+
+    def path_for(self, name: str) -> Path:
+        return self.root / f"{validate_name(name)}{SUFFIX}"
+
+    def _shipped_path(self, name: str) -> Path | None:
+        if self.shipped is None:
+            return None
+        p = self.shipped / f"{name}{SUFFIX}"
+        return p if p.is_file() else None
+
+    def entries(self) -> list[tuple[str, Path, bool]]:
+        """``(name, path, read_only)`` for every preset, user's first; a user preset hides a shipped one."""
+        seen: dict[str, tuple[str, Path, bool]] = {}
+        for folder, ro in ((self.root, False), (self.shipped, True)):
+            if folder is None or not folder.is_dir():
+                continue
+            for p in sorted(folder.glob(f"*{SUFFIX}")):
+                name = p.name[: -len(SUFFIX)]
+                if _NAME.fullmatch(name) and name not in seen:
+                    seen[name] = (name, p, ro)
+        return sorted(seen.values())
+
+    def locate(self, name_or_path: str | Path) -> tuple[Path, bool]:
+        """The file of a preset given by library name or by path; ``read_only`` is True for shipped ones."""
+        text = str(name_or_path)
+        if text.endswith(SUFFIX) or os.sep in text or "/" in text:
+            p = Path(text).expanduser()
+            if not p.is_file():
+                raise InputError(f"no such preset file: {p}")
+            return p, False
+        validate_name(text)
+        p = self.root / f"{text}{SUFFIX}"
+        if p.is_file():
+            return p, False
+        shipped = self._shipped_path(text)
+        if shipped is not None:
+            return shipped, True
+        known = ", ".join(n for n, _, _ in self.entries()[:10]) or "none yet"
+        raise InputError(f"no preset named {text!r} in {self.root} (known: {known})")
+
+    def load(self, name_or_path: str | Path) -> Preset:
+        return read_preset(self.locate(name_or_path)[0])
+
+    def save(self, preset: Preset, force: bool = False) -> Path:
+        return write_preset(preset, self.path_for(preset.name), force=force)
+
+    def check_free(self, name: str, force: bool) -> None:
+        """Fail before any work when saving ``name`` would clobber a preset (without ``force``)."""
+        p = self.path_for(name)
+        if p.exists() and not force:
+            raise OutputError(f"preset {name!r} already exists: {p} (use --force to replace it)")
+
+    def delete(self, name: str) -> Path:
+        p, ro = self.locate(validate_name(name))
+        if ro:
+            raise InputError(f"preset {name!r} is shipped with grade and read-only")
+        p.unlink()
+        return p
+
+    def rename(self, old: str, new: str, force: bool = False) -> Path:
+        src, ro = self.locate(validate_name(old))
+        if ro:
+            raise InputError(f"preset {old!r} is shipped with grade and read-only (import a copy under a new name)")
+        preset = read_preset(src)
+        preset.manifest.name = validate_name(new)
+        dst = self.save(preset, force=force)
+        if dst.resolve() != src.resolve():
+            src.unlink()
+        return dst
+
+    def import_file(self, path: str | Path, name: str | None = None, force: bool = False) -> Path:
+        """Copy a preset file (verified) or a ``.cube`` LUT (as a ``lut`` preset) into the library."""
+        path = Path(path)
+        if path.suffix.lower() == ".cube":
+            from grade.cube import read_cube
+
+            lut = read_cube(path)
+            preset = build_preset(name or _safe_stem(path), mode="lut", lut=lut, notes=f"imported from {path.name}")
+        else:
+            preset = read_preset(path)
+            if name:
+                preset.manifest.name = validate_name(name)
+        return self.save(preset, force=force)
+
+
+def _safe_stem(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).strip("._") or "imported"
+    return validate_name(stem[:64])
