@@ -83,6 +83,12 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--preview", type=Path, metavar="PNG", help="write a contact sheet: reference, key frames before/after"
     )
+    p.add_argument(
+        "--no-stabilise",
+        dest="stabilise",
+        action="store_false",
+        help="learned looks: no temporal stabilisation (for comparison; may flicker)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output or preset")
     p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic for a seed)")
 
@@ -240,6 +246,7 @@ def _options(args: argparse.Namespace, **extra):
         scene=args.scene,
         notes=args.notes,
         library=args.library,
+        stabilise=args.stabilise,
         **extra,
     )
 

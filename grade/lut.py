@@ -1,4 +1,4 @@
-"""3D colour lookup tables: evaluate, apply to frames fast, and read/write ``.cube``.
+"""3D colour lookup tables: evaluate, fit, and apply to frames fast (``.cube`` files: :mod:`grade.cube`).
 
 A LUT here is a float32 tensor ``(3, N, N, N)`` indexed ``[channel, r, g, b]`` over a uniform grid
 of ``[0, 1]^3`` (the ``.cube`` convention with red varying fastest on disk).

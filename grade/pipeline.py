@@ -28,6 +28,7 @@ from grade.presets import KeyFrame, Library, Preset, build_preset
 from grade.preview import contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.shots import Shot, detect_shots
+from grade.temporal import Stabiliser
 from grade.train import TrainSettings, train_look
 from grade.transfer import TransferSettings, fast_lut
 
@@ -58,6 +59,7 @@ class GradeOptions(BaseModel):
     scene: str | None = None  # scene name stored in a saved preset
     notes: str = ""
     library: Path | None = None  # presets directory (default: $GRADE_PRESETS or the platform's data dir)
+    stabilise: bool = True  # learned looks: motion-compensated temporal stabilisation of the field
 
 
 class GradeReport(BaseModel):
@@ -84,6 +86,7 @@ class GradeReport(BaseModel):
     streams_dropped: list[str] = []
     preview: str | None = None
     look_kind: Literal["reference", "cube", "preset"] = "reference"
+    stabiliser_ms_per_frame: float | None = None  # learned looks: cost of the temporal stabiliser
     preset_saved: str | None = None
     seconds: dict[str, float] = {}
 
@@ -105,15 +108,23 @@ def default_output(source: Path, folder: Path | None = None) -> Path:
 class ShotGrade:
     """The grade of one shot: the fast mode's global LUT and, in learned mode, the trained look on top."""
 
-    def __init__(self, lut: torch.Tensor, strength: float, learned: LearnedLook | None = None) -> None:
+    def __init__(
+        self, lut: torch.Tensor, strength: float, learned: LearnedLook | None = None, stabilise: bool = True
+    ) -> None:
         self.learned = learned
+        self.stabiliser = Stabiliser() if learned is not None and stabilise else None
         self.full_lut = lut
         # fast mode bakes the strength into the LUT; the learned look blends its whole output instead
         self.lut = lut if learned is not None else blend_strength(lut, strength)
         self._table: PackedTable | YuvTable | None = None
 
     def prepare(self, native: bool, matrix: int, full_range: bool) -> None:
-        """Build this shot's lookup table (~0.3 s, 16-64 MiB); :meth:`release` frees it."""
+        """Start a shot: build the lookup table (~0.3 s, 16-64 MiB; :meth:`release` frees it) and reset
+        the stabiliser (nothing is carried across a cut)."""
+        if self.stabiliser is not None:
+            self.stabiliser.reset()
+        if self._table is not None:
+            return
         if self.learned is None and native:
             self._table = YuvTable(self.lut, matrix, full_range)
         else:
@@ -125,7 +136,8 @@ class ShotGrade:
     def grade(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade one decoded frame (layouts of :mod:`grade.io.video`)."""
         if self.learned is not None:
-            return self.learned.apply_pixels(pixels, self._table if pixels.dtype == np.uint8 else None)
+            table = self._table if pixels.dtype == np.uint8 else None
+            return self.learned.apply_pixels(pixels, table, self.stabiliser)
         if pixels.dtype == np.uint16:
             return apply_lut_u16(self.lut, pixels)
         if isinstance(self._table, YuvTable):
@@ -199,7 +211,7 @@ def fit_shots(
                 init=init.learned if init is not None else None,
             )
             look.strength = options.strength
-            grades.append(ShotGrade(lut, options.strength, look))
+            grades.append(ShotGrade(lut, options.strength, look, options.stabilise))
             task.update(completed=(n + 1) * settings.steps)
     return grades
 
@@ -361,7 +373,7 @@ def grade_files(
     if src.kind == "cube":
         shared = [ShotGrade(src.lut, options.strength)]
     elif src.kind == "preset" and not options.refine:
-        shared = [_preset_grade(src.preset, options.strength)]
+        shared = [_preset_grade(src.preset, options.strength, options.stabilise)]
     else:
         shared = fit_shots(
             all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset
@@ -408,10 +420,10 @@ def grade_files(
 REFINE_STEPS = 40  # --refine: a third of a cold training
 
 
-def _preset_grade(preset: Preset, strength: float) -> ShotGrade:
+def _preset_grade(preset: Preset, strength: float, stabilise: bool = True) -> ShotGrade:
     if preset.learned is not None:
         learned = LearnedLook(preset.learned.lut, preset.learned.net, preset.learned.settings, strength)
-        return ShotGrade(preset.lut, strength, learned)
+        return ShotGrade(preset.lut, strength, learned, stabilise)
     return ShotGrade(preset.lut, strength)
 
 
@@ -487,6 +499,12 @@ def _mode_label(src: _LookSource, options: GradeOptions) -> str:
     return options.mode
 
 
+def _stabiliser_seconds(grades: list[ShotGrade]) -> float | None:
+    """Time spent stabilising so far (each distinct grade's stabiliser once), or None without one."""
+    stabs = {id(g.stabiliser): g.stabiliser for g in grades if g.stabiliser is not None}
+    return sum(s.seconds for s in stabs.values()) if stabs else None
+
+
 def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
     info, grades = job.info, job.grades
     current = {"shot": -1}
@@ -504,6 +522,13 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
             current["shot"] = shot
         return grades[shot].grade(pixels, info.height, info.width)
 
+    def on_frame(i: int) -> None:
+        task.advance()
+        if i % 12 == 11:
+            stab = _stabiliser_seconds(grades)
+            if stab is not None:
+                task.update(info=f"stabiliser {1000 * stab / (i + 1):.1f} ms/frame")
+
     with (
         progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
         atomic_output(job.out, force=options.force) as tmp,
@@ -515,12 +540,14 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
             grade_frame,
             codec=options.codec,
             crf=options.crf,
-            on_frame=lambda i: task.advance(),
+            on_frame=on_frame,
             pixel_format="yuv420p" if native else None,
         )
     for g in grades:
         g.release()
+    stab = _stabiliser_seconds(grades)
     return {
+        "stabiliser_ms_per_frame": round(1000 * stab / max(1, stats.frames), 2) if stab is not None else None,
         "kind": "video",
         "width": info.width,
         "height": info.height,

@@ -1,9 +1,12 @@
+# ruff: noqa: I001  (grade is imported before torch on purpose)
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
 import pytest
+
+import grade  # noqa: F401  (first: sets OpenMP's passive wait policy before torch loads)
 import torch
 from clips import make_clip, make_still
 

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from grade.errors import InputError
 from grade.lut import PackedTable, apply_lut
 from grade.model.hrnet import AffineHRNet
+from grade.temporal import Stabiliser
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,16 @@ class LearnedLook:
         field, _ = self.field(frame)
         return self.apply_field(frame, field)
 
-    def apply_pixels(self, pixels: np.ndarray, table: PackedTable | None = None) -> np.ndarray:
+    def apply_pixels(
+        self, pixels: np.ndarray, table: PackedTable | None = None, stabiliser: Stabiliser | None = None
+    ) -> np.ndarray:
         """Grade a decoded frame in the layout of :mod:`grade.io.video`: 8-bit RGBA ``(H, W, 4)`` (the
         global part through ``table``, a :class:`~grade.lut.PackedTable` of this look's LUT) or 16-bit
-        RGB ``(H, W, 3)``. Returns the same layout."""
+        RGB ``(H, W, 3)``. Returns the same layout.
+
+        With a :class:`~grade.temporal.Stabiliser` (frames of one shot, in order), the working-resolution
+        field is blended with the previous frame's, motion-compensated (no flicker).
+        """
         deep = pixels.dtype == np.uint16
         scale = 65535.0 if deep else 255.0
         rgb = pixels[..., :3]
@@ -187,6 +194,9 @@ class LearnedLook:
         shrunk = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
         small = torch.from_numpy(shrunk.astype(np.float32) / scale)
         field, _ = self.field_small(small.permute(2, 0, 1)[None])
+        if stabiliser is not None:
+            luma = cv2.cvtColor(np.ascontiguousarray(shrunk), cv2.COLOR_RGB2GRAY)
+            field = stabiliser.step(luma if not deep else (luma >> 8).astype(np.uint8), field)
         base = None
         if table is not None and not deep:  # the global part through the 8-bit table, as planes
             base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
