@@ -26,7 +26,7 @@ from grade.errors import GradeError, InputError, Interrupted
 
 ENV_LIBRARY = "GRADE_PRESETS"
 
-SUBCOMMANDS = ("shots", "scene", "presets")
+SUBCOMMANDS = ("shots", "scene", "presets", "conform")
 
 
 def _positive_float01(text: str) -> float:
@@ -115,6 +115,27 @@ def scene_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("inputs", type=Path, nargs="+", help="videos or stills of the scene (never modified)")
     p.add_argument("--output-dir", type=Path, help="folder for the graded files (default: beside each input)")
+    _grading_options(p)
+    _common(p)
+    return p
+
+
+def conform_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade conform",
+        description="Grade every event of an edit (EDL, FCP 7 XML, .otio) into graded clips and a relinkable edit.",
+    )
+    p.add_argument("edit", type=Path, help="the edit: .edl, .xml, .fcpxml or .otio")
+    p.add_argument(
+        "--media", type=Path, action="append", required=True, metavar="DIR", help="media folder (repeatable)"
+    )
+    p.add_argument("--looks", type=Path, metavar="TOML", help="scenes and the rules that map events to them")
+    p.add_argument("-o", "--output-dir", type=Path, required=True, help="folder for graded clips, job file and edits")
+    p.add_argument("--handles", type=int, default=12, help="extra frames each side of an event (default 12)")
+    p.add_argument("--match", default="file,clip,reel", help="relink order: file, clip, reel (default file,clip,reel)")
+    p.add_argument("--skip-missing", action="store_true", help="skip events without media instead of stopping")
+    p.add_argument("--apply-cdl", action="store_true", help="apply each event's ASC CDL from the edit before the look")
+    p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
     _grading_options(p)
     _common(p)
     return p
@@ -319,6 +340,50 @@ def _run_scene(args: argparse.Namespace, console) -> int:
     return _finish(console, args, reports, time.perf_counter() - t0, single=False)
 
 
+def _run_conform(args: argparse.Namespace, console) -> int:
+    from grade.conform import ConformSettings, run_conform
+
+    if args.save_preset or args.refine:
+        raise InputError("conform: scenes keep their looks in the output folder; --save-preset/--refine do not apply")
+    settings = ConformSettings(
+        media=args.media,
+        looks=args.looks,
+        look=args.look,
+        handles=args.handles,
+        match=[m.strip() for m in args.match.split(",") if m.strip()],
+        skip_missing=args.skip_missing,
+        apply_cdl=args.apply_cdl,
+        rate=args.rate,
+    )
+    if args.preset is not None and args.look is not None:
+        raise InputError("give the default look as --look or --preset, not both")
+    options = _options(args)
+    t0 = time.perf_counter()
+    report = _run_graded(args, console, lambda pr: run_conform(args.edit, args.output_dir, settings, options, pr))
+    elapsed = time.perf_counter() - t0
+    if args.json:
+        data = report.model_dump(mode="json")
+        data["seconds"] = round(elapsed, 3)
+        print(json.dumps(data))
+        return 0
+    if not args.quiet:
+        from rich.table import Table
+
+        table = Table(title=f"{report.edit}: {len(report.events)} events -> {report.output_dir}")
+        for col in ("#", "clip", "reel", "scene", "status", "frames", "s", "output / note"):
+            table.add_column(col)
+        for e in report.events:
+            note = Path(e.output).name if e.output else (e.message or "")
+            table.add_row(
+                str(e.number), e.name, e.reel or "", e.scene or "", e.status, str(e.frames), f"{e.seconds:.1f}", note
+            )
+        console.print(table)
+        for w in report.warnings:
+            console.print(f"[yellow]warning[/yellow]: {w}")
+        console.print(f"edits: {', '.join(report.edits_written)}  ({elapsed:.1f} s)")
+    return 0
+
+
 def _run_presets(args: argparse.Namespace, console) -> int:
     from grade import preset_cli
 
@@ -369,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     if argv and argv[0] in SUBCOMMANDS and not Path(argv[0]).is_file():
         command = argv.pop(0)
-        parser = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser}[command]()
+        parsers = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser, "conform": conform_parser}
+        parser = parsers[command]()
     else:
         command, parser = "grade", grade_parser()
     try:
@@ -382,7 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
-        runner = {"shots": _run_shots, "scene": _run_scene, "presets": _run_presets, "grade": _run_grade}[command]
+        runner = {
+            "shots": _run_shots,
+            "scene": _run_scene,
+            "presets": _run_presets,
+            "conform": _run_conform,
+            "grade": _run_grade,
+        }[command]
         return runner(args, console)
     except GradeError as e:
         if debug:

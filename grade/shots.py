@@ -138,8 +138,12 @@ def detect_shots(
     info: VideoInfo | None = None,
     settings: ShotSettings = ShotSettings(),
     on_frame: Callable[[int], None] | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> ShotList:
     """One decoding pass: cuts, shots and their key frames (memory bounded, not per-frame images).
+
+    ``frames=(start, end)`` analyses only that range of the source's frames (an edit's event);
+    the shots' frame numbers and times are then relative to ``start``.
 
     Raises:
         InputError: unreadable media (see :func:`grade.io.video.probe`).
@@ -184,8 +188,15 @@ def detect_shots(
         vs.thread_type = "AUTO"
         # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
         vs.codec_context.options = {"skip_loop_filter": "all"}
+        first, last = frames if frames else (0, None)
+        src_index = -1
         try:
             for f in box.decode(vs):
+                src_index += 1
+                if src_index < first:
+                    continue
+                if last is not None and src_index >= last:
+                    break
                 small = f.to_ndarray(format="rgb24", width=aw, height=ah, interpolation="AREA", **kw)
                 hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
                 changes.append(0.0 if prev_hsv is None else _hsv_change(hsv, prev_hsv))

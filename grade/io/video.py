@@ -381,8 +381,13 @@ def render_video(
     crf: int | None = None,
     on_frame: Callable[[int], None] | None = None,
     pixel_format: str | None = None,
+    frames: tuple[int, int] | None = None,
 ) -> RenderStats:
     """Decode ``source``, pass each frame's pixels through ``grade(index, pixels)``, encode to ``target``.
+
+    ``frames=(start, end)`` renders only that range of the source's frames (decode order, counted
+    from 0; an edit's event with handles): the output starts at time 0, its timecode tag is the
+    source's timecode at ``start``, ``index`` counts from 0, and other streams are left out.
 
     ``pixel_format`` is what ``grade`` receives: :func:`rgb_format` by default, or ``"yuv420p"``
     (planes as PyAV lays them out, ``(H * 3 // 2, W)``) when :func:`native_yuv420` allows it.
@@ -398,6 +403,7 @@ def render_video(
         raise ValueError("yuv420p grading needs an 8-bit 4:2:0 source and output at even sizes")
     to_rgb = _to_rgb_kwargs(info)
     matrix, rng = yuv_matrix(info), range_of(info)
+    first, last = frames if frames else (0, None)
     src_box = _open_input(source)
     try:
         out_box = av.open(str(target), "w")
@@ -413,13 +419,16 @@ def render_video(
         vin.thread_type = "AUTO"
         vout = _add_video_stream(out_box, vin, info, encoder, opts, pix_fmt)
         family = _family(out_box.format.name, target.suffix)
-        copy_map, transcoders = _map_other_streams(src_box, out_box, family, stats)
+        if frames is None:
+            copy_map, transcoders = _map_other_streams(src_box, out_box, family, stats)
+        else:  # an excerpt: picture only (the edit's audio stays with the original media)
+            copy_map, transcoders = {}, {}
         for k, v in dict(src_box.metadata).items():
             if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
                 with contextlib.suppress(Exception):
                     out_box.metadata[k] = v
         if info.timecode:
-            out_box.metadata["timecode"] = info.timecode
+            out_box.metadata["timecode"] = shift_timecode(info.timecode, first, info.fps)
 
         def put(q: queue.Queue, item: object) -> None:
             while not stop.is_set():
@@ -449,7 +458,7 @@ def render_video(
             return f.to_ndarray(format=fmt, width=info.width, height=info.height, **to_rgb)
 
         def read() -> None:
-            index = 0
+            index, src_index, base = 0, -1, None
             streams = [vin, *[s for s in src_box.streams if s.index in copy_map or s.index in transcoders]]
             try:
                 for packet in src_box.demux(streams):
@@ -457,7 +466,17 @@ def render_video(
                         return
                     if packet.stream.index == vin.index:
                         for f in packet.decode():
-                            put(decoded, ("v", index, f.pts, f.time_base, f.duration, to_pixels(f)))
+                            src_index += 1
+                            if src_index < first:
+                                continue
+                            if last is not None and src_index >= last:
+                                put(decoded, _END)
+                                return
+                            pts = f.pts
+                            if frames is not None and pts is not None:  # an excerpt starts at 0
+                                base = pts if base is None else base
+                                pts -= base
+                            put(decoded, ("v", index, pts, f.time_base, f.duration, to_pixels(f)))
                             index += 1
                     elif packet.dts is not None or packet.stream.index in transcoders:
                         put(decoded, ("p", packet))
@@ -550,6 +569,21 @@ def render_video(
     if stats.frames == 0:
         raise InputError(f"no decodable video frame in {source}")
     return stats
+
+
+def shift_timecode(tc: str, frames: int, fps: float) -> str:
+    """``HH:MM:SS:FF`` (or ``;`` drop-frame, kept as its label) moved ``frames`` later (non-drop count)."""
+    if not frames:
+        return tc
+    try:
+        h, m, sec, ff = (int(x) for x in tc.replace(";", ":").split(":"))
+    except ValueError:
+        return tc
+    base = round(fps)
+    total = ((h * 60 + m) * 60 + sec) * base + ff + frames
+    ff, total = total % base, total // base
+    sep = ";" if ";" in tc else ":"
+    return f"{total // 3600 % 24:02d}:{total // 60 % 60:02d}:{total % 60:02d}{sep}{ff:02d}"
 
 
 def _tag(frame: av.VideoFrame, info: VideoInfo) -> None:

@@ -1,0 +1,782 @@
+"""Conform an edit: every event of an EDL / FCP XML / OTIO timeline graded in one resumable job.
+
+read_edit -> events (OpenTimelineIO and its CMX 3600 / FCP adapters) -> relink each event to media
+in the ``--media`` folders (by source file, clip or reel name; source in/out located with the
+media's own start timecode) -> a look per event (looks file rules, ``LOOK:`` comments, or the
+default look) -> one look per scene, trained once on the key frames of its events and kept as a
+preset in the output folder -> each event rendered as its own graded clip with handles -> a new
+edit (same format, and ``.otio``) pointing at the graded clips with the same record timeline.
+
+A job file (``conform-job.json``) in the output folder records each event's fingerprint and
+output; a re-run skips events already done with the same inputs. Every output is written to a
+temporary file and renamed when complete, and the job file is rewritten atomically after each
+event, so an interrupted conform never leaves a half-written clip or an inconsistent job.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from grade.cdl import CDL
+from grade.errors import InputError, OutputError
+from grade.io.atomic import atomic_output
+
+EDIT_SUFFIXES = {".edl", ".xml", ".otio", ".fcpxml"}
+MEDIA_SUFFIXES = {".mov", ".mp4", ".mxf", ".mkv", ".avi", ".m4v", ".webm", ".ts", ".mts", ".mpg"}
+JOB_FILE = "conform-job.json"
+JOB_VERSION = 1
+
+
+@dataclass
+class Event:
+    """One clip of the edit's first video track, in frames at the edit's rate."""
+
+    number: int  # position in the edit, from 1
+    name: str  # clip name (EDL: * FROM CLIP NAME, else the event's name)
+    reel: str | None
+    source_file: str | None  # EDL * SOURCE FILE, or the media reference's file name
+    src_in: int  # source timecode in frames, inclusive (visible range, transitions included)
+    src_out: int  # exclusive
+    rec_in: int  # record timecode in frames
+    rec_out: int
+    markers: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    cdl: CDL | None = None
+    transition_in: str | None = None  # e.g. "SMPTE_Dissolve 35"
+    speed_effect: str | None = None  # M2 / time warps: not supported, reported
+
+    @property
+    def look_comment(self) -> str | None:
+        for text in [*self.comments, *self.markers]:
+            m = re.search(r"\bLOOK:\s*(\S+)", text)
+            if m:
+                return m.group(1)
+        return None
+
+
+@dataclass
+class Edit:
+    path: Path
+    rate: float
+    name: str
+    events: list[Event]
+    timeline: object  # opentimelineio.schema.Timeline
+
+
+def _tc_frames(tc: str, rate: float) -> int:
+    h, m, s, f = (int(x) for x in re.split("[:;.]", tc))
+    return ((h * 60 + m) * 60 + s) * round(rate) + f
+
+
+def _first_record_in(path: Path, rate: float) -> int | None:
+    """The first event's record-in timecode of a CMX EDL (OTIO's adapter does not keep it)."""
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[0].isdigit() and re.fullmatch(r"\d\d[:;]\d\d[:;]\d\d[:;.]\d\d", parts[-2]):
+            return _tc_frames(parts[-2], rate)
+    return None
+
+
+def _line_of(path: Path, why: str) -> str:
+    """`` (line N)`` for an EDL error that names an event ("... for clip 003"), else ``""``."""
+    m = re.search(r"\bclip (\S+)", why)
+    if not m or path.suffix.lower() != ".edl":
+        return ""
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.split()[:1] == [m.group(1)]:
+            return f" (line {n})"
+    return ""
+
+
+def read_edit(path: str | Path, rate: float | None = None) -> Edit:
+    """Read an edit with OpenTimelineIO (EDL, FCP 7 XML, .otio, FCP X XML where the adapter reads it).
+
+    Raises:
+        InputError: missing, unknown format, or malformed (the adapter's message, naming the line
+            or clip where it does).
+    """
+    import opentimelineio as otio
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such edit file: {path}")
+    if path.suffix.lower() not in EDIT_SUFFIXES:
+        raise InputError(f"not an edit file (use .edl, .xml, .fcpxml or .otio): {path}")
+    kwargs = {}
+    if path.suffix.lower() == ".edl":
+        kwargs["rate"] = rate or 24
+        text = path.read_bytes()
+        if b"\x00" in text[:4096]:
+            raise InputError(f"not an EDL (binary file): {path}")
+    try:
+        timeline = otio.adapters.read_from_file(str(path), **kwargs)
+    except Exception as e:  # the adapters raise many types; all mean "cannot read this edit"
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        raise InputError(f"cannot read edit {path}{_line_of(path, why)}: {why}") from None
+    if isinstance(timeline, otio.schema.SerializableCollection):
+        timelines = list(timeline.find_children(descended_from_type=otio.schema.Timeline))
+        if not timelines:
+            raise InputError(f"no timeline in {path}")
+        timeline = timelines[0]
+    video = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
+    if not video:
+        raise InputError(f"no video track in {path}")
+    track = video[0]
+    clips = [c for c in track if isinstance(c, otio.schema.Clip)]
+    if not clips:
+        raise InputError(f"no events in {path}")
+    edit_rate = rate or clips[0].source_range.duration.rate
+    start = timeline.global_start_time
+    rec0 = round(start.rescaled_to(edit_rate).value) if start is not None else None
+    if rec0 is None and path.suffix.lower() == ".edl":
+        rec0 = _first_record_in(path, edit_rate)
+    rec0 = rec0 or 0
+    events = []
+    previous_transition = None
+    for item in track:
+        if isinstance(item, otio.schema.Transition):
+            previous_transition = f"{item.transition_type} {round(item.out_offset.rescaled_to(edit_rate).value)}"
+            continue
+        if not isinstance(item, otio.schema.Clip):
+            previous_transition = None
+            continue  # gaps
+        events.append(_event(item, len(events) + 1, edit_rate, rec0, previous_transition))
+        previous_transition = None
+    return Edit(path, float(edit_rate), timeline.name or path.stem, events, timeline)
+
+
+def _event(clip, number: int, rate: float, rec0: int, transition: str | None) -> Event:
+    import opentimelineio as otio
+
+    meta = dict(clip.metadata)
+    cmx = dict(meta.get("cmx_3600", {}) or {})
+    visible = clip.visible_range()
+    src_in = round(visible.start_time.rescaled_to(rate).value)
+    src_out = src_in + round(visible.duration.rescaled_to(rate).value)
+    rng = clip.range_in_parent()
+    rec_in = rec0 + round(rng.start_time.rescaled_to(rate).value)
+    rec_out = rec_in + round(rng.duration.rescaled_to(rate).value)
+    source_file = None
+    ref = clip.media_reference
+    if isinstance(ref, otio.schema.ExternalReference) and ref.target_url:
+        source_file = Path(ref.target_url.replace("file://", "")).name
+    source_file = cmx.get("source_file") or meta.get("source_file") or source_file
+    cdl = None
+    raw = meta.get("cdl")
+    if raw:
+        sop = raw.get("asc_sop", {}) or {}
+        cdl = CDL(
+            tuple(sop.get("slope", (1, 1, 1))),
+            tuple(sop.get("offset", (0, 0, 0))),
+            tuple(sop.get("power", (1, 1, 1))),
+            float(raw.get("asc_sat", 1.0)),
+        )
+    speed = None
+    for eff in clip.effects:
+        if isinstance(eff, otio.schema.LinearTimeWarp) or "TimeWarp" in (eff.effect_name or ""):
+            speed = eff.effect_name or "time warp"
+    return Event(
+        number=number,
+        name=clip.name or f"event {number}",
+        reel=cmx.get("reel"),
+        source_file=source_file,
+        src_in=src_in,
+        src_out=src_out,
+        rec_in=rec_in,
+        rec_out=rec_out,
+        markers=[m.name for m in clip.markers if m.name],
+        comments=[str(c) for c in cmx.get("comments", []) or []],
+        cdl=cdl,
+        transition_in=transition,
+        speed_effect=speed,
+    )
+
+
+# --- media --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Media:
+    path: Path
+    start: int  # start timecode in frames at the edit's rate
+    frames: int
+    fps: float
+
+
+class MediaIndex:
+    """Video files under the ``--media`` folders (recursive), found by file name, stem, or reel."""
+
+    def __init__(self, folders: list[Path]) -> None:
+        self.files: list[Path] = []
+        for folder in folders:
+            if not folder.is_dir():
+                raise InputError(f"--media: not a folder: {folder}")
+            for root, _dirs, names in os.walk(folder):
+                for n in sorted(names):
+                    if Path(n).suffix.lower() in MEDIA_SUFFIXES and not n.startswith("."):
+                        self.files.append(Path(root) / n)
+        self._by_key: dict[str, list[Path]] = {}
+        for p in self.files:
+            for key in {p.name.lower(), p.stem.lower()}:
+                self._by_key.setdefault(key, []).append(p)
+        self._probed: dict[Path, Media] = {}
+
+    def find(self, event: Event, order: list[str]) -> Path | None:
+        """The media of an event: the first key in ``order`` (``file``, ``clip``, ``reel``) that matches."""
+        for how in order:
+            key = {"file": event.source_file, "clip": event.name, "reel": event.reel}[how]
+            if not key:
+                continue
+            key = key.strip().lower()
+            for candidate in (key, Path(key).stem, key.rstrip(".")):
+                hits = self._by_key.get(candidate)
+                if hits:
+                    return hits[0]
+        return None
+
+    def media(self, path: Path, rate: float) -> Media:
+        if path not in self._probed:
+            from grade.io.video import probe
+
+            info = probe(path)
+            start = _tc_frames(info.timecode, rate) if info.timecode else 0
+            self._probed[path] = Media(path, start, info.frames, info.fps)
+        return self._probed[path]
+
+
+# --- looks --------------------------------------------------------------------------------------
+
+
+class SceneLook(BaseModel):
+    """A scene's look: exactly one of a reference still, a preset, or a .cube LUT."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reference: str | None = None
+    preset: str | None = None
+    cube: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SceneLook:
+        if sum(x is not None for x in (self.reference, self.preset, self.cube)) != 1:
+            raise ValueError("give exactly one of reference, preset or cube")
+        return self
+
+
+class Rule(BaseModel):
+    """Events that match every given condition take ``scene``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scene: str
+    reel: str | None = None  # glob, case-insensitive
+    clip: str | None = None  # glob on the clip name, case-insensitive
+    marker: str | None = None  # text contained in a marker/locator or comment, case-insensitive
+    events: str | None = None  # "3", "1-5", "2,4,7-9"
+
+    def matches(self, e: Event) -> bool:
+        if self.reel is not None and not fnmatch.fnmatch((e.reel or "").lower(), self.reel.lower()):
+            return False
+        if self.clip is not None and not fnmatch.fnmatch(e.name.lower(), self.clip.lower()):
+            return False
+        if self.marker is not None and not any(self.marker.lower() in t.lower() for t in [*e.markers, *e.comments]):
+            return False
+        return not (self.events is not None and e.number not in _number_set(self.events))
+
+
+def _number_set(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        a, _, b = part.partition("-")
+        if not a.isdigit() or (b and not b.isdigit()):
+            raise ValueError(f"bad event range {text!r} (use 3, 1-5 or 2,4,7-9)")
+        out.update(range(int(a), int(b or a) + 1))
+    return out
+
+
+class LooksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default: str | None = None  # name of a scene
+    scenes: dict[str, SceneLook] = Field(default_factory=dict)
+    rules: list[Rule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names(self) -> LooksFile:
+        for r in self.rules:
+            if r.events is not None:
+                _number_set(r.events)
+            if r.scene not in self.scenes:
+                raise ValueError(f"rule names unknown scene {r.scene!r}")
+        if self.default is not None and self.default not in self.scenes:
+            raise ValueError(f"default names unknown scene {self.default!r}")
+        return self
+
+
+def read_looks(path: Path) -> LooksFile:
+    """Read and validate a looks file; relative paths are resolved against its folder."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"no such looks file: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"looks file {path} is not valid TOML: {e}") from None
+    try:
+        looks = LooksFile.model_validate(raw)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ())) or "file"
+        raise InputError(f"looks file {path}: {where}: {first.get('msg')}") from None
+    for scene in looks.scenes.values():
+        for attr in ("reference", "cube"):
+            v = getattr(scene, attr)
+            if v is not None and not Path(v).is_absolute():
+                setattr(scene, attr, str(path.parent / v))
+    return looks
+
+
+def scene_of(event: Event, looks: LooksFile | None) -> str | None:
+    """The event's scene: a ``LOOK:`` comment, else the first matching rule, else the default."""
+    if looks is None:
+        return None
+    tag = event.look_comment
+    if tag and tag in looks.scenes:
+        return tag
+    for rule in looks.rules:
+        if rule.matches(event):
+            return rule.scene
+    return looks.default
+
+
+# --- job file -----------------------------------------------------------------------------------
+
+
+class EventStatus(BaseModel):
+    number: int
+    status: str  # "done", "skipped", "failed"
+    fingerprint: str = ""
+    output: str | None = None
+    output_bytes: int | None = None
+    scene: str | None = None
+    frames: int | None = None
+    seconds: float | None = None
+    message: str | None = None
+
+
+class Job(BaseModel):
+    version: int = JOB_VERSION
+    edit: str
+    events: dict[str, EventStatus] = Field(default_factory=dict)
+
+
+def load_job(folder: Path, edit: Path) -> Job:
+    path = folder / JOB_FILE
+    if not path.exists():
+        return Job(edit=str(edit))
+    try:
+        job = Job.model_validate_json(path.read_text())
+    except (ValidationError, ValueError, OSError):
+        return Job(edit=str(edit))  # unreadable: start over (outputs are re-verified anyway)
+    return job if job.version == JOB_VERSION else Job(edit=str(edit))
+
+
+def save_job(folder: Path, job: Job) -> None:
+    data = job.model_dump_json(indent=1).encode()
+    with atomic_output(folder / JOB_FILE, force=True) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def file_fingerprint(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def output_name(event: Event, suffix: str) -> str:
+    """Deterministic, filesystem-safe: ``E003_REEL_clip.ext``."""
+
+    def clean(s: str | None) -> str:
+        return re.sub(r"[^A-Za-z0-9_.+-]+", "_", s or "").strip("._")[:40]
+
+    parts = [f"E{event.number:03d}", clean(event.reel), clean(event.name)]
+    return "_".join(p for p in parts if p) + suffix
+
+
+def ensure_output_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {folder}: {e.strerror}") from None
+
+
+# --- the job ------------------------------------------------------------------------------------
+
+
+class ConformSettings(BaseModel):
+    """What ``grade conform`` is asked to do (beyond the grading options)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    media: list[Path]
+    looks: Path | None = None
+    look: Path | None = None  # default look: reference still or .cube (or GradeOptions.preset)
+    handles: int = Field(12, ge=0, le=10_000)
+    match: list[str] = Field(default_factory=lambda: ["file", "clip", "reel"])
+    skip_missing: bool = False
+    apply_cdl: bool = False
+    rate: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _match(self) -> ConformSettings:
+        bad = [m for m in self.match if m not in ("file", "clip", "reel")]
+        if bad or not self.match:
+            raise ValueError(f"--match takes file, clip and reel (comma-separated), not {','.join(bad)}")
+        return self
+
+
+class EventReport(BaseModel):
+    number: int
+    name: str
+    reel: str | None
+    scene: str | None
+    status: str  # done, unchanged, skipped
+    media: str | None = None
+    source_range: tuple[int, int] | None = None  # frames of the media rendered (handles included)
+    frames: int = 0
+    seconds: float = 0.0
+    output: str | None = None
+    message: str | None = None
+
+
+class ConformReport(BaseModel):
+    edit: str
+    output_dir: str
+    rate: float
+    events: list[EventReport]
+    edits_written: list[str] = []
+    scenes_trained: list[str] = []
+    warnings: list[str] = []
+
+
+@dataclass
+class _Planned:
+    event: Event
+    media: Media | None = None
+    first: int = 0  # media frame range to render, handles included
+    end: int = 0
+    scene: str = "default"
+    problem: str | None = None
+    fingerprint: str = ""
+    output: Path | None = None
+
+
+def _plan(edit: Edit, index: MediaIndex, settings: ConformSettings, looks: LooksFile | None) -> list[_Planned]:
+    plans = []
+    for ev in edit.events:
+        p = _Planned(ev, scene=scene_of(ev, looks) or "default")
+        path = index.find(ev, settings.match)
+        if path is None:
+            p.problem = (
+                "no media found (looked for "
+                + ", ".join(
+                    f"{how} {v!r}" for how, v in (("file", ev.source_file), ("clip", ev.name), ("reel", ev.reel)) if v
+                )
+                + ")"
+            )
+        else:
+            m = index.media(path, edit.rate)
+            a, b = ev.src_in - m.start, ev.src_out - m.start
+            if a < 0 or b > m.frames or b <= a:
+                p.problem = f"source range {a}..{b} is outside {path.name} ({m.frames} frames from its timecode)"
+            else:
+                p.media, p.first, p.end = m, max(0, a - settings.handles), min(m.frames, b + settings.handles)
+        plans.append(p)
+    return plans
+
+
+def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSettings, options, progress=None):
+    """Conform an edit into ``out_dir``; see the module docstring. ``options`` is a GradeOptions."""
+    import time
+
+    from grade.io import video as video_io
+    from grade.pipeline import resolve_device
+    from grade.progress import NullProgress
+
+    progress = progress or NullProgress()
+    out_dir = Path(out_dir)
+    edit = read_edit(edit_path, settings.rate)
+    looks = read_looks(settings.looks) if settings.looks else None
+    if looks is None and settings.look is None and options.preset is None:
+        raise InputError("no look: give --looks FILE.toml, --look REF|FILE.cube or --preset NAME")
+    index = MediaIndex(settings.media)
+    plans = _plan(edit, index, settings, looks)
+    missing = [p for p in plans if p.problem]
+    if missing and not settings.skip_missing:
+        first = "; ".join(f"event {p.event.number} {p.event.name}: {p.problem}" for p in missing[:3])
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise InputError(f"{len(missing)} of {len(plans)} events cannot be relinked: {first}{more} (--skip-missing)")
+    ensure_output_folder(out_dir)
+    warnings = [
+        f"event {p.event.number} {p.event.name}: {p.event.speed_effect} not supported (graded at normal speed)"
+        for p in plans
+        if p.event.speed_effect
+    ]
+    device = resolve_device(options.device)
+    job = load_job(out_dir, edit.path)
+    todo = [p for p in plans if p.problem is None]
+
+    # the look of each scene: the key frames of its events, trained/fitted once (kept as a preset)
+    sources = _scene_sources(looks, settings, options)
+    grading = {k: v for k, v in options.model_dump().items() if k not in ("force", "preview", "force_preset")}
+    for p in todo:
+        src_fp = sources[p.scene][1] if p.scene in sources else None
+        if src_fp is None:
+            raise InputError(f"event {p.event.number} {p.event.name}: no look for scene {p.scene!r} (no default)")
+        cdl = p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None
+        p.fingerprint = fingerprint(file_fingerprint(p.media.path), p.first, p.end, src_fp, grading, cdl)
+        p.output = out_dir / output_name(p.event, p.media.path.suffix if not options.codec else p.media.path.suffix)
+
+    def done(p: _Planned) -> bool:
+        st = job.events.get(str(p.event.number))
+        return bool(
+            st
+            and st.status == "done"
+            and st.fingerprint == p.fingerprint
+            and p.output.exists()
+            and st.output_bytes == p.output.stat().st_size
+        )
+
+    pending = [p for p in todo if not done(p)]
+    grades, trained = {}, []
+    for scene in sorted({p.scene for p in pending}):
+        grades[scene], was_trained = _scene_grade(
+            scene, sources[scene], [p for p in todo if p.scene == scene], out_dir, settings, options, device, progress
+        )
+        if was_trained:
+            trained.append(scene)
+
+    reports = []
+    with progress.stage("conform", len(todo)) as task:
+        for p in plans:
+            ev = p.event
+            rep = EventReport(
+                number=ev.number,
+                name=ev.name,
+                reel=ev.reel,
+                scene=p.scene if not p.problem else None,
+                status="skipped",
+                message=p.problem,
+            )
+            if p.problem is None:
+                rep.media, rep.source_range, rep.output = str(p.media.path), (p.first, p.end), str(p.output)
+                if p in pending:
+                    t = time.perf_counter()
+                    info = video_io.probe(p.media.path)
+                    grade = grades[p.scene]
+                    pre = _cdl_table(ev.cdl) if settings.apply_cdl and ev.cdl and not ev.cdl.is_identity else None
+                    grade.release()
+                    grade.prepare(False, video_io.yuv_matrix(info), video_io.range_of(info) == 2)
+
+                    def grade_frame(i: int, pixels: np.ndarray, grade=grade, pre=pre, info=info) -> np.ndarray:
+                        if pre is not None:
+                            pixels = _apply_pre(pre, pixels)
+                        return grade.grade(pixels, info.height, info.width)
+
+                    with atomic_output(p.output, force=True) as tmp:
+                        stats = video_io.render_video(
+                            p.media.path,
+                            tmp,
+                            info,
+                            grade_frame,
+                            codec=options.codec,
+                            crf=options.crf,
+                            frames=(p.first, p.end),
+                        )
+                    grade.release()
+                    rep.status, rep.frames = "done", stats.frames
+                    rep.seconds = round(time.perf_counter() - t, 3)
+                    job.events[str(ev.number)] = EventStatus(
+                        number=ev.number,
+                        status="done",
+                        fingerprint=p.fingerprint,
+                        output=str(p.output),
+                        output_bytes=p.output.stat().st_size,
+                        scene=p.scene,
+                        frames=stats.frames,
+                        seconds=rep.seconds,
+                    )
+                    save_job(out_dir, job)  # after the clip is in place: an interruption redoes only this event
+                else:
+                    st = job.events[str(ev.number)]
+                    rep.status, rep.frames = "unchanged", st.frames or 0
+                task.advance()
+            reports.append(rep)
+    written = _write_edits(edit, plans, out_dir)
+    return ConformReport(
+        edit=str(edit.path),
+        output_dir=str(out_dir),
+        rate=edit.rate,
+        events=reports,
+        edits_written=written,
+        scenes_trained=trained,
+        warnings=warnings,
+    )
+
+
+def _scene_sources(looks: LooksFile | None, settings: ConformSettings, options) -> dict[str, tuple[dict, str]]:
+    """Scene name -> (look description, fingerprint of the look's inputs)."""
+    out: dict[str, tuple[dict, str]] = {}
+
+    def describe(kind: str, value: str) -> tuple[dict, str]:
+        if kind in ("reference", "cube"):
+            p = Path(value)
+            if not p.is_file():
+                raise InputError(f"no such {kind} file: {p}")
+            return {kind: str(p)}, fingerprint(kind, file_fingerprint(p))
+        from grade.presets import Library
+
+        path, _ = Library(options.library).locate(value)
+        return {"preset": str(path)}, fingerprint("preset", file_fingerprint(path))
+
+    if looks is not None:
+        for name, scene in looks.scenes.items():
+            kind = "reference" if scene.reference else ("cube" if scene.cube else "preset")
+            out[name] = describe(kind, getattr(scene, kind))
+    if "default" not in out or (looks is not None and looks.default is None):
+        if settings.look is not None:
+            out["default"] = describe(
+                "cube" if settings.look.suffix.lower() == ".cube" else "reference", str(settings.look)
+            )
+        elif options.preset is not None:
+            out["default"] = describe("preset", options.preset)
+    return out
+
+
+def _scene_grade(
+    scene: str, source: tuple[dict, str], plans: list[_Planned], out_dir: Path, settings, options, device, progress
+):
+    """The scene's ShotGrade: loaded from a preset or cube, or fitted/trained on the key frames of its
+    events once and cached in ``out_dir/.looks`` (a re-run reuses it)."""
+    from grade.cube import read_cube
+    from grade.io import image as image_io
+    from grade.pipeline import ShotGrade, _preset_grade, fit_shots
+    from grade.presets import SUFFIX, build_preset, read_preset, write_preset
+    from grade.shots import detect_shots
+
+    desc, fp = source
+    if "cube" in desc:
+        return ShotGrade(read_cube(desc["cube"]), options.strength), False
+    if "preset" in desc:
+        return _preset_grade(read_preset(desc["preset"]), options.strength, options.stabilise), False
+    grading = {k: v for k, v in options.model_dump().items() if k in ("mode", "seed", "steps", "working_side")}
+    cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
+    key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
+    cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
+    if cache.exists():
+        with _suppress_input_error():
+            return _preset_grade(read_preset(cache), options.strength, options.stabilise), False
+    keys = []
+    for p in plans:
+        shots = detect_shots(p.media.path, frames=(p.first, p.end))
+        for k in shots.keys:
+            if settings.apply_cdl and p.event.cdl and not p.event.cdl.is_identity:
+                k = _apply_pre(_cdl_table(p.event.cdl), np.dstack([k, np.full(k.shape[:2], 255, np.uint8)]))[..., :3]
+            keys.append(np.ascontiguousarray(k))
+    ref, thumb = image_io.load_reference(desc["reference"], options.working_side)
+    grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
+    learned = grade.learned
+    mode = "learned" if learned is not None else "fast"
+    preset = build_preset(
+        f"scene-{key_fp[:12]}",
+        mode=mode,
+        lut=grade.full_lut,
+        learned=learned,
+        reference=thumb,
+        reference_name=Path(desc["reference"]).name,
+        keys=keys,
+        scene=scene,
+    )
+    cache.parent.mkdir(exist_ok=True)
+    write_preset(preset, cache, force=True)
+    return grade, True
+
+
+class _suppress_input_error:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb) -> bool:
+        return kind is not None and issubclass(kind, InputError)
+
+
+def _cdl_table(cdl: CDL):
+    from grade.cdl import apply_cdl
+    from grade.lut import PackedTable, grid_points
+
+    n = 33
+    pts = apply_cdl(cdl, grid_points(n))
+    return PackedTable(pts.T.reshape(3, n, n, n).contiguous()), pts.T.reshape(3, n, n, n).contiguous()
+
+
+def _apply_pre(pre, pixels):
+    from grade.lut import apply_lut_u16
+
+    table, lut = pre
+    if pixels.dtype == np.uint16:
+        return apply_lut_u16(lut, pixels)
+    return table.apply_rgba(pixels)
+
+
+def _write_edits(edit: Edit, plans: list[_Planned], out_dir: Path) -> list[str]:
+    """The edit again, each event pointing at its graded clip (same record timeline): input format and .otio."""
+    import copy
+
+    import opentimelineio as otio
+
+    timeline = copy.deepcopy(edit.timeline)
+    track = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video][0]
+    clips = [c for c in track if isinstance(c, otio.schema.Clip)]
+    for clip, p in zip(clips, plans):
+        if p.problem is not None or p.output is None:
+            continue
+        rate = edit.rate
+        start = otio.opentime.RationalTime(p.media.start + p.first, rate)
+        clip.media_reference = otio.schema.ExternalReference(
+            target_url=p.output.resolve().as_uri(),
+            available_range=otio.opentime.TimeRange(start, otio.opentime.RationalTime(p.end - p.first, rate)),
+        )
+        clip.name = p.output.stem
+        cmx = dict(clip.metadata.get("cmx_3600", {}) or {})
+        cmx["reel"] = p.output.stem
+        clip.metadata["cmx_3600"] = cmx
+    written = []
+    suffix = edit.path.suffix.lower()
+    targets = [out_dir / f"{edit.path.stem}.graded.otio"]
+    if suffix in (".edl", ".xml"):
+        targets.append(out_dir / f"{edit.path.stem}.graded{suffix}")
+    for target in targets:
+        try:
+            text = otio.adapters.write_to_string(
+                timeline, {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml"}[target.suffix]
+            )
+        except Exception as e:  # an adapter that cannot express something: say so, keep the rest
+            raise OutputError(f"cannot write {target.name}: {' '.join(str(e).split())[:200]}") from None
+        with atomic_output(target, force=True) as tmp:
+            Path(tmp).write_text(text)
+        written.append(str(target))
+    return written

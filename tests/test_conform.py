@@ -1,0 +1,274 @@
+"""Conform: real edits (built with OpenTimelineIO), real media with timecode and a frame index, real renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import opentimelineio as otio
+import pytest
+from clips import make_still, scene_frame
+from conftest import no_temp_files, sha
+
+from grade.cli import main
+from grade.cube import write_cube
+from grade.lut import identity_lut
+
+RATE = 24
+BITS = 10
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def indexed_clip(path: Path, frames: int, tc: str, scene: int = 0) -> Path:
+    """64x48 H.264 whose frames carry their index as black/white blocks on the top rows."""
+    with av.open(str(path), "w") as box:
+        box.metadata["timecode"] = tc
+        s = box.add_stream("libx264", rate=RATE)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.options = {"crf": "10", "preset": "ultrafast"}
+        s.time_base = Fraction(1, RATE)
+        for i in range(frames):
+            img = scene_frame(64, 48, i, scene)
+            for b in range(BITS):
+                img[:8, b * 6 : b * 6 + 6] = 255 if (i >> b) & 1 else 0
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                box.mux(p)
+        for p in s.encode():
+            box.mux(p)
+    return path
+
+
+def frame_indices(path: Path) -> list[int]:
+    out = []
+    with av.open(str(path)) as box:
+        for f in box.decode(video=0):
+            img = f.to_ndarray(format="gray")
+            out.append(sum(1 << b for b in range(BITS) if img[2:6, b * 6 + 1 : b * 6 + 5].mean() > 128))
+    return out
+
+
+def tc(frames: int) -> otio.opentime.RationalTime:
+    return otio.opentime.RationalTime(frames, RATE)
+
+
+def clip(name: str, reel: str, start: int, dur: int, markers: tuple[str, ...] = (), cdl: dict | None = None):
+    c = otio.schema.Clip(name=name, source_range=otio.opentime.TimeRange(tc(start), tc(dur)))
+    c.metadata["cmx_3600"] = {"reel": reel}
+    if cdl:
+        c.metadata["cdl"] = cdl
+    for m in markers:
+        c.markers.append(otio.schema.Marker(name=m, marked_range=otio.opentime.TimeRange(tc(start), tc(0))))
+    return c
+
+
+HOUR = 3600 * RATE  # 01:00:00:00
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """Two reels of media (timecode 01:00:00:00 and 02:00:00:00) and an edit of four events with a gap."""
+    media = tmp_path / "media"
+    media.mkdir()
+    indexed_clip(media / "A001.mp4", 60, "01:00:00:00", 0)
+    indexed_clip(media / "B002.mp4", 60, "02:00:00:00", 1)
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.append(clip("shotA", "A001", HOUR + 10, 12, markers=("day scene",)))
+    track.append(clip("shotB", "B002", 2 * HOUR + 20, 8))
+    track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(tc(0), tc(6))))
+    sop = {"asc_sop": {"slope": [1.4, 1.0, 0.7], "offset": [0.0, 0.0, 0.0], "power": [1.0, 1.0, 1.0]}, "asc_sat": 1.0}
+    track.append(clip("shotA2", "A001", HOUR + 40, 10, cdl=sop))
+    track.append(clip("shotB2", "B002", 2 * HOUR + 2, 5))
+    timeline = otio.schema.Timeline(name="test cut", global_start_time=tc(10 * HOUR))
+    timeline.tracks.append(track)
+    edl = tmp_path / "cut.edl"
+    otio.adapters.write_to_file(timeline, str(edl), adapter_name="cmx_3600")
+    otio.adapters.write_to_file(timeline, str(tmp_path / "cut.otio"))
+    lut = identity_lut(17)
+    lut[2] = lut[2] * 0.9 + 0.05  # a mild, known look: keeps the frame-index blocks readable
+    write_cube(tmp_path / "mild.cube", lut)
+    return tmp_path, media, edl
+
+
+def test_conform_is_frame_accurate_with_handles(capsys, project) -> None:
+    root, media, edl = project
+    before = {p.name: sha(p) for p in media.iterdir()}
+    out = root / "graded"
+    code, o, err = run(capsys, "conform", edl, "--media", media, "--look", root / "mild.cube", "-o", out, "--json")
+    assert code == 0, err
+    report = json.loads(o)
+    assert [e["status"] for e in report["events"]] == ["done"] * 4
+    handles = 12
+    expected = {1: (10, 22), 2: (20, 28), 3: (40, 50), 4: (2, 7)}  # media frames of each event (exclusive end)
+    for e in report["events"]:
+        a, b = expected[e["number"]]
+        first, last = max(0, a - handles), min(60, b + handles)
+        idx = frame_indices(Path(e["output"]))
+        assert idx == list(range(first, last)), e["number"]  # exactly the range plus handles, in order
+        with av.open(e["output"]) as box:  # timecode of the clip's first frame: relinkable
+            frames_in = int(box.streams.video[0].metadata["timecode"].split(":")[-1])
+            assert frames_in == first % RATE
+    assert {p.name: sha(p) for p in media.iterdir()} == before  # sources untouched
+    # the new edit: same record timeline, pointing at the graded clips
+    new = otio.adapters.read_from_file(str(out / "cut.graded.otio"))
+    old = otio.adapters.read_from_file(str(root / "cut.otio"))
+    new_clips = list(new.find_clips())
+    assert [c.range_in_parent() for c in new_clips] == [c.range_in_parent() for c in old.find_clips()]
+    assert all(c.media_reference.target_url.startswith("file://") for c in new_clips)
+    assert (out / "cut.graded.edl").read_text().count("E00") >= 4
+    assert no_temp_files(out)
+
+
+def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: Path) -> None:
+    root, media, edl = project
+    ref = make_still(root / "ref.png", size=(80, 60), scene=1)
+    args = ["conform", str(edl), "--media", str(media), "--look", str(ref), "-o"]
+    code, o, err = run(capsys, *args, root / "clean", "--json")
+    assert code == 0, err
+    clean = {e["number"]: sha(Path(e["output"])) for e in json.loads(o)["events"]}
+
+    out = root / "killed"
+    cmd = [sys.executable, "-m", "grade", *args, str(out), "-q"]
+    proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, "GRADE_DEBUG": "0"})
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("E002_*")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    finished = (
+        len(json.loads((out / "conform-job.json").read_text())["events"]) if (out / "conform-job.json").exists() else 0
+    )
+    assert no_temp_files(out)
+
+    code, o, err = run(capsys, *args, out, "--json")
+    assert code == 0, err
+    events = json.loads(o)["events"]
+    redone = [e["number"] for e in events if e["status"] == "done"]
+    assert proc.returncode == 130 and finished < 4  # it was killed mid-way
+    assert len(redone) <= 4 - finished  # only what the killed run had not finished
+    assert {e["number"]: sha(Path(e["output"])) for e in events} == clean
+    # and a third run has nothing to do
+    code, o, err = run(capsys, *args, out, "--json")
+    assert [e["status"] for e in json.loads(o)["events"]] == ["unchanged"] * 4
+
+
+def test_looks_file_scenes_are_trained_once(capsys, project) -> None:
+    root, media, edl = project
+    make_still(root / "day.png", size=(80, 60), scene=1)
+    make_still(root / "night.png", size=(80, 60), scene=0)
+    (root / "looks.toml").write_text(
+        'default = "night"\n'
+        '[scenes.day]\nreference = "day.png"\n'
+        '[scenes.night]\nreference = "night.png"\n'
+        '[scenes.graded]\ncube = "mild.cube"\n'
+        '[[rules]]\nscene = "day"\nreel = "A0*"\n'
+        '[[rules]]\nscene = "graded"\nevents = "4"\n'
+    )
+    out = root / "graded"
+    code, o, err = run(capsys, "conform", edl, "--media", media, "--looks", root / "looks.toml", "-o", out, "--json")
+    assert code == 0, err
+    report = json.loads(o)
+    assert [e["scene"] for e in report["events"]] == ["day", "night", "day", "graded"]
+    assert sorted(report["scenes_trained"]) == ["day", "night"]  # the two "day" events share one look
+    assert len(list((out / ".looks").glob("day-*.gpreset"))) == 1
+
+
+def test_cdl_is_applied_before_the_look(capsys, project) -> None:
+    root, media, edl = project
+    look = root / "mild.cube"
+    base = ["conform", edl, "--media", media, "--look", look, "--json", "-o"]
+    code, o, err = run(capsys, *base, root / "plain")
+    assert code == 0, err
+    code, o2, err = run(capsys, *base, root / "cdl", "--apply-cdl")
+    assert code == 0, err
+    a = Path(json.loads(o)["events"][2]["output"])
+    b = Path(json.loads(o2)["events"][2]["output"])
+    with av.open(str(a)) as x, av.open(str(b)) as y:
+        fa = next(x.decode(video=0)).to_ndarray(format="rgb24")[10:].astype(float)
+        fb = next(y.decode(video=0)).to_ndarray(format="rgb24")[10:].astype(float)
+    assert fb[..., 0].mean() > fa[..., 0].mean() + 10 and fb[..., 2].mean() < fa[..., 2].mean() - 10
+    # events without a CDL are the same either way
+    assert frame_indices(Path(json.loads(o)["events"][0]["output"])) == frame_indices(
+        Path(json.loads(o2)["events"][0]["output"])
+    )
+
+
+def test_missing_media_stops_or_is_skipped(capsys, project) -> None:
+    root, media, edl = project
+    (media / "B002.mp4").unlink()
+    out = root / "graded"
+    code, o, err = run(capsys, "conform", edl, "--media", media, "--look", root / "mild.cube", "-o", out)
+    assert code == 2 and err.count("\n") == 1 and "2 of 4 events cannot be relinked" in err and "B002" in err
+    assert not out.exists()
+    code, o, err = run(
+        capsys, "conform", edl, "--media", media, "--look", root / "mild.cube", "-o", out, "--skip-missing", "--json"
+    )
+    assert code == 0, err
+    assert [e["status"] for e in json.loads(o)["events"]] == ["done", "skipped", "done", "skipped"]
+
+
+def test_transitions_gaps_and_otio_input(capsys, project) -> None:
+    root, media, edl = project
+    timeline = otio.adapters.read_from_file(str(root / "cut.otio"))
+    track = timeline.tracks[0]
+    track.insert(1, otio.schema.Transition(transition_type="SMPTE_Dissolve", in_offset=tc(3), out_offset=tc(3)))
+    otio.adapters.write_to_file(timeline, str(root / "dissolve.otio"))
+    out = root / "graded"
+    code, o, err = run(
+        capsys,
+        "conform",
+        root / "dissolve.otio",
+        "--media",
+        media,
+        "--look",
+        root / "mild.cube",
+        "-o",
+        out,
+        "--json",
+        "--handles",
+        "0",
+        "--match",
+        "reel",
+    )
+    assert code == 0, err
+    events = json.loads(o)["events"]
+    # the dissolve needs 3 more frames of the outgoing and of the incoming event: rendered without handles
+    assert frame_indices(Path(events[0]["output"])) == list(range(10, 25))
+    assert frame_indices(Path(events[1]["output"])) == list(range(17, 28))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("TITLE: x\n\n001  AX V C 01:00:00:00 01:00:0X:00 01:00:00:00 01:00:01:00\n", "(line 3)"),
+        ("\x00\x01binary", "binary"),
+    ],
+)
+def test_malformed_edit_is_one_line_error(capsys, tmp_path: Path, text: str, message: str) -> None:
+    bad = tmp_path / "bad.edl"
+    bad.write_text(text)
+    (tmp_path / "m").mkdir()
+    code, o, err = run(
+        capsys, "conform", bad, "--media", tmp_path / "m", "--look", tmp_path / "x.cube", "-o", tmp_path / "o"
+    )
+    assert code == 2 and err.count("\n") == 1 and message in err and "bad.edl" in err
+
+
+def test_bad_looks_file(capsys, project) -> None:
+    root, media, edl = project
+    (root / "looks.toml").write_text('[scenes.a]\nreference = "x.png"\ncube = "y.cube"\n')
+    code, o, err = run(capsys, "conform", edl, "--media", media, "--looks", root / "looks.toml", "-o", root / "o")
+    assert code == 2 and "exactly one of reference, preset or cube" in err and err.count("\n") == 1
