@@ -136,6 +136,7 @@ def conform_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-missing", action="store_true", help="skip events without media instead of stopping")
     p.add_argument("--apply-cdl", action="store_true", help="apply each event's ASC CDL from the edit before the look")
     p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
+    p.add_argument("--jobs", type=int, default=1, help="render events in N parallel processes (default 1)")
     _grading_options(p)
     _common(p)
     return p
@@ -357,7 +358,7 @@ def _run_conform(args: argparse.Namespace, console) -> int:
     )
     if args.preset is not None and args.look is not None:
         raise InputError("give the default look as --look or --preset, not both")
-    options = _options(args)
+    options = _options(args, jobs=args.jobs)
     t0 = time.perf_counter()
     report = _run_graded(args, console, lambda pr: run_conform(args.edit, args.output_dir, settings, options, pr))
     elapsed = time.perf_counter() - t0

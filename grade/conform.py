@@ -513,7 +513,6 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
     """Conform an edit into ``out_dir``; see the module docstring. ``options`` is a GradeOptions."""
     import time
 
-    from grade.io import video as video_io
     from grade.pipeline import resolve_device
     from grade.progress import NullProgress
 
@@ -562,13 +561,31 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         )
 
     pending = [p for p in todo if not done(p)]
-    grades, trained = {}, []
+    grades, specs, trained = {}, {}, []
     for scene in sorted({p.scene for p in pending}):
-        grades[scene], was_trained = _scene_grade(
+        grades[scene], specs[scene], was_trained = _scene_grade(
             scene, sources[scene], [p for p in todo if p.scene == scene], out_dir, settings, options, device, progress
         )
         if was_trained:
             trained.append(scene)
+
+    jobs = None
+    if options_jobs(options) > 1 and len(pending) > 1:
+        jobs = options_jobs(options)
+
+    def finish(p: _Planned, rep: EventReport, frames: int, seconds: float) -> None:
+        rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
+        job.events[str(p.event.number)] = EventStatus(
+            number=p.event.number,
+            status="done",
+            fingerprint=p.fingerprint,
+            output=str(p.output),
+            output_bytes=p.output.stat().st_size,
+            scene=p.scene,
+            frames=frames,
+            seconds=rep.seconds,
+        )
+        save_job(out_dir, job)  # after the clip is in place: an interruption redoes only this event
 
     reports = []
     with progress.stage("conform", len(todo)) as task:
@@ -585,47 +602,30 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             if p.problem is None:
                 rep.media, rep.source_range, rep.output = str(p.media.path), (p.first, p.end), str(p.output)
                 if p in pending:
-                    t = time.perf_counter()
-                    info = video_io.probe(p.media.path)
-                    grade = grades[p.scene]
-                    pre = _cdl_table(ev.cdl) if settings.apply_cdl and ev.cdl and not ev.cdl.is_identity else None
-                    grade.release()
-                    grade.prepare(False, video_io.yuv_matrix(info), video_io.range_of(info) == 2)
-
-                    def grade_frame(i: int, pixels: np.ndarray, grade=grade, pre=pre, info=info) -> np.ndarray:
-                        if pre is not None:
-                            pixels = _apply_pre(pre, pixels)
-                        return grade.grade(pixels, info.height, info.width)
-
-                    with atomic_output(p.output, force=True) as tmp:
-                        stats = video_io.render_video(
+                    if jobs is None:
+                        t = time.perf_counter()
+                        frames = _render_event(
+                            grades[p.scene],
                             p.media.path,
-                            tmp,
-                            info,
-                            grade_frame,
-                            codec=options.codec,
-                            crf=options.crf,
-                            frames=(p.first, p.end),
+                            p.output,
+                            p.first,
+                            p.end,
+                            ev.cdl if settings.apply_cdl else None,
+                            options,
                         )
-                    grade.release()
-                    rep.status, rep.frames = "done", stats.frames
-                    rep.seconds = round(time.perf_counter() - t, 3)
-                    job.events[str(ev.number)] = EventStatus(
-                        number=ev.number,
-                        status="done",
-                        fingerprint=p.fingerprint,
-                        output=str(p.output),
-                        output_bytes=p.output.stat().st_size,
-                        scene=p.scene,
-                        frames=stats.frames,
-                        seconds=rep.seconds,
-                    )
-                    save_job(out_dir, job)  # after the clip is in place: an interruption redoes only this event
+                        finish(p, rep, frames, time.perf_counter() - t)
+                    else:
+                        rep.status = "queued"
                 else:
                     st = job.events[str(ev.number)]
                     rep.status, rep.frames = "unchanged", st.frames or 0
-                task.advance()
+                if rep.status != "queued":
+                    task.advance()
             reports.append(rep)
+        if jobs is not None:
+            _render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task)
+    for g in grades.values():
+        g.release()
     written = _write_edits(edit, plans, out_dir)
     return ConformReport(
         edit=str(edit.path),
@@ -680,16 +680,17 @@ def _scene_grade(
 
     desc, fp = source
     if "cube" in desc:
-        return ShotGrade(read_cube(desc["cube"]), options.strength), False
+        return ShotGrade(read_cube(desc["cube"]), options.strength), ("cube", desc["cube"]), False
     if "preset" in desc:
-        return _preset_grade(read_preset(desc["preset"]), options.strength, options.stabilise), False
+        preset = read_preset(desc["preset"])
+        return _preset_grade(preset, options.strength, options.stabilise), ("preset", desc["preset"]), False
     grading = {k: v for k, v in options.model_dump().items() if k in ("mode", "seed", "steps", "working_side")}
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
     key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
     if cache.exists():
         with _suppress_input_error():
-            return _preset_grade(read_preset(cache), options.strength, options.stabilise), False
+            return _preset_grade(read_preset(cache), options.strength, options.stabilise), ("preset", str(cache)), False
     keys = []
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
@@ -713,7 +714,113 @@ def _scene_grade(
     )
     cache.parent.mkdir(exist_ok=True)
     write_preset(preset, cache, force=True)
-    return grade, True
+    return grade, ("preset", str(cache)), True
+
+
+def options_jobs(options) -> int:
+    return int(getattr(options, "jobs", 1) or 1)
+
+
+_CDL_TABLES: dict = {}
+
+
+def _render_event(grade, media: Path, output: Path, first: int, end: int, cdl: CDL | None, options) -> int:
+    """Render one event's frames ``[first, end)`` of ``media`` through ``grade`` (CDL first) to ``output``."""
+    from grade.io import video as video_io
+
+    info = video_io.probe(media)
+    pre = None
+    if cdl is not None and not cdl.is_identity:
+        if cdl not in _CDL_TABLES:
+            _CDL_TABLES.clear()  # one at a time: 64 MiB each
+            _CDL_TABLES[cdl] = _cdl_table(cdl)
+        pre = _CDL_TABLES[cdl]
+    grade.prepare(False, video_io.yuv_matrix(info), video_io.range_of(info) == 2)  # kept across events
+
+    def grade_frame(i: int, pixels: np.ndarray) -> np.ndarray:
+        if pre is not None:
+            pixels = _apply_pre(pre, pixels)
+        return grade.grade(pixels, info.height, info.width)
+
+    with atomic_output(output, force=True) as tmp:
+        stats = video_io.render_video(
+            media, tmp, info, grade_frame, codec=options.codec, crf=options.crf, frames=(first, end)
+        )
+    return stats.frames
+
+
+_WORKER_GRADES: dict = {}
+
+
+def _worker_render(
+    spec: tuple[str, str],
+    strength: float,
+    stabilise: bool,
+    media: str,
+    output: str,
+    first: int,
+    end: int,
+    cdl: CDL | None,
+    options_json: str,
+) -> tuple[int, float]:
+    """Process-pool entry: rebuild the scene grade once per worker (from its preset or .cube) and render."""
+    import signal
+    import time
+
+    from grade.cube import read_cube
+    from grade.pipeline import GradeOptions, ShotGrade, _preset_grade
+    from grade.presets import read_preset
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; atomic outputs clean up on exit
+    t = time.perf_counter()
+    if spec not in _WORKER_GRADES:
+        for g in _WORKER_GRADES.values():
+            g.release()
+        _WORKER_GRADES.clear()
+        kind, path = spec
+        grade = (
+            ShotGrade(read_cube(path), strength)
+            if kind == "cube"
+            else _preset_grade(read_preset(path), strength, stabilise)
+        )
+        _WORKER_GRADES[spec] = grade
+    options = GradeOptions.model_validate_json(options_json)
+    frames = _render_event(_WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options)
+    return frames, time.perf_counter() - t
+
+
+def _render_parallel(jobs: int, pending: list[_Planned], specs, reports, settings, options, finish, task) -> None:
+    """``--jobs N``: events rendered by N worker processes; the job file is written by this process only."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    by_number = {r.number: r for r in reports}
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    try:
+        futures = {
+            pool.submit(
+                _worker_render,
+                specs[p.scene],
+                options.strength,
+                options.stabilise,
+                str(p.media.path),
+                str(p.output),
+                p.first,
+                p.end,
+                p.event.cdl if settings.apply_cdl else None,
+                options.model_dump_json(),
+            ): p
+            for p in pending
+        }
+        for fut in as_completed(futures):
+            p = futures[fut]
+            frames, seconds = fut.result()
+            finish(p, by_number[p.event.number], frames, seconds)
+            task.advance()
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # running events finish or clean up; none half-written
+        raise
+    pool.shutdown(wait=True)
 
 
 class _suppress_input_error:

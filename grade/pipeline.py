@@ -59,6 +59,7 @@ class GradeOptions(BaseModel):
     scene: str | None = None  # scene name stored in a saved preset
     notes: str = ""
     library: Path | None = None  # presets directory (default: $GRADE_PRESETS or the platform's data dir)
+    jobs: int = Field(1, ge=1, le=64)  # conform: events rendered in parallel processes
     stabilise: bool = True  # learned looks: motion-compensated temporal stabilisation of the field
 
 

@@ -272,3 +272,17 @@ def test_bad_looks_file(capsys, project) -> None:
     (root / "looks.toml").write_text('[scenes.a]\nreference = "x.png"\ncube = "y.cube"\n')
     code, o, err = run(capsys, "conform", edl, "--media", media, "--looks", root / "looks.toml", "-o", root / "o")
     assert code == 2 and "exactly one of reference, preset or cube" in err and err.count("\n") == 1
+
+
+def test_parallel_jobs_give_the_same_clips(capsys, project) -> None:
+    root, media, edl = project
+    base = ["conform", edl, "--media", media, "--look", root / "mild.cube", "--json", "-o"]
+    code, o1, err = run(capsys, *base, root / "one")
+    assert code == 0, err
+    code, o2, err = run(capsys, *base, root / "two", "--jobs", "2")
+    assert code == 0, err
+    e1, e2 = json.loads(o1)["events"], json.loads(o2)["events"]
+    assert [e["status"] for e in e2] == ["done"] * 4
+    assert [sha(Path(e["output"])) for e in e1] == [sha(Path(e["output"])) for e in e2]
+    job = json.loads((root / "two" / "conform-job.json").read_text())
+    assert sorted(job["events"]) == ["1", "2", "3", "4"]
