@@ -137,6 +137,7 @@ def conform_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply-cdl", action="store_true", help="apply each event's ASC CDL from the edit before the look")
     p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
     p.add_argument("--jobs", type=int, default=1, help="render events in N parallel processes (default 1)")
+    p.add_argument("--assemble", type=Path, metavar="FILE", help="also render the whole timeline (cuts, dissolves)")
     _grading_options(p)
     _common(p)
     return p
@@ -355,6 +356,7 @@ def _run_conform(args: argparse.Namespace, console) -> int:
         skip_missing=args.skip_missing,
         apply_cdl=args.apply_cdl,
         rate=args.rate,
+        assemble=args.assemble,
     )
     if args.preset is not None and args.look is not None:
         raise InputError("give the default look as --look or --preset, not both")

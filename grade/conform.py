@@ -54,6 +54,8 @@ class Event:
     cdl: CDL | None = None
     transition_in: str | None = None  # e.g. "SMPTE_Dissolve 35"
     speed_effect: str | None = None  # M2 / time warps: not supported, reported
+    trim_in: int = 0  # source frame shown at rec_in (the visible range may start earlier, for a dissolve)
+    dissolve_in: tuple[int, int] | None = None  # (frames before, after) the cut of a transition into this event
 
     @property
     def look_comment(self) -> str | None:
@@ -142,16 +144,20 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
         rec0 = _first_record_in(path, edit_rate)
     rec0 = rec0 or 0
     events = []
-    previous_transition = None
+    previous_transition, offsets = None, None
     for item in track:
         if isinstance(item, otio.schema.Transition):
-            previous_transition = f"{item.transition_type} {round(item.out_offset.rescaled_to(edit_rate).value)}"
+            before = round(item.in_offset.rescaled_to(edit_rate).value)
+            after = round(item.out_offset.rescaled_to(edit_rate).value)
+            previous_transition, offsets = f"{item.transition_type} {before + after}", (before, after)
             continue
         if not isinstance(item, otio.schema.Clip):
-            previous_transition = None
+            previous_transition, offsets = None, None
             continue  # gaps
-        events.append(_event(item, len(events) + 1, edit_rate, rec0, previous_transition))
-        previous_transition = None
+        ev = _event(item, len(events) + 1, edit_rate, rec0, previous_transition)
+        ev.dissolve_in = offsets
+        events.append(ev)
+        previous_transition, offsets = None, None
     return Edit(path, float(edit_rate), timeline.name or path.stem, events, timeline)
 
 
@@ -194,6 +200,7 @@ def _event(clip, number: int, rate: float, rec0: int, transition: str | None) ->
         src_out=src_out,
         rec_in=rec_in,
         rec_out=rec_out,
+        trim_in=round(clip.source_range.start_time.rescaled_to(rate).value),
         markers=[m.name for m in clip.markers if m.name],
         comments=[str(c) for c in cmx.get("comments", []) or []],
         cdl=cdl,
@@ -440,6 +447,7 @@ class ConformSettings(BaseModel):
     skip_missing: bool = False
     apply_cdl: bool = False
     rate: float | None = Field(None, gt=0)
+    assemble: Path | None = None  # render the whole timeline (cuts, dissolves) into this file
 
     @model_validator(mode="after")
     def _match(self) -> ConformSettings:
@@ -627,6 +635,10 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
     for g in grades.values():
         g.release()
     written = _write_edits(edit, plans, out_dir)
+    if settings.assemble is not None:
+        with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
+            assemble(plans, settings.assemble, options, on_frame=lambda: task.advance())
+        written.append(str(settings.assemble))
     return ConformReport(
         edit=str(edit.path),
         output_dir=str(out_dir),
@@ -887,3 +899,91 @@ def _write_edits(edit: Edit, plans: list[_Planned], out_dir: Path) -> list[str]:
             Path(tmp).write_text(text)
         written.append(str(target))
     return written
+
+
+class _ClipReader:
+    """Frames of one graded clip, read forward on demand (a dissolve needs two at once)."""
+
+    def __init__(self, path: Path, size: tuple[int, int]) -> None:
+        import av
+
+        self.box = av.open(str(path))
+        self.frames = self.box.decode(video=0)
+        self.index, self.last, self.size = -1, None, size
+
+    def get(self, k: int) -> np.ndarray | None:
+        while self.index < k:
+            f = next(self.frames, None)
+            if f is None:
+                return self.last
+            self.index += 1
+            self.last = f.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1])
+        return self.last
+
+    def close(self) -> None:
+        self.box.close()
+
+
+def assemble(plans: list[_Planned], target: Path, options, on_frame=None) -> int:
+    """Render the programme: each record frame from its graded clip, dissolves as real cross-fades,
+    gaps and unresolved events black. Picture only; written atomically. Returns the frame count."""
+    from fractions import Fraction
+
+    import av
+
+    from grade.io.video import choose_codec, probe
+
+    placed = [p for p in plans if p.output is not None and p.output.exists()]
+    if not placed:
+        raise OutputError("--assemble: no graded event to assemble")
+    with av.open(str(placed[0].output)) as box:
+        vs = box.streams.video[0]
+        size = (vs.codec_context.width, vs.codec_context.height)
+        rate = Fraction(vs.average_rate or vs.guessed_rate or 24).limit_denominator(1001)
+    start, end = plans[0].event.rec_in, max(p.event.rec_out for p in plans)
+    readers: dict[int, _ClipReader] = {}
+
+    def frame_of(p: _Planned, r: int) -> np.ndarray | None:
+        if p.output is None or not p.output.exists():
+            return None
+        if p.event.number not in readers:
+            readers[p.event.number] = _ClipReader(p.output, size)
+        k = p.event.trim_in + (r - p.event.rec_in) - p.media.start - p.first
+        return readers[p.event.number].get(k) if k >= 0 else None
+
+    black = np.zeros((size[1], size[0], 3), np.uint8)
+    encoder, opts, pix_fmt = choose_codec(target, options.codec, options.crf, probe(placed[0].output))
+    count = 0
+    with atomic_output(target, force=True) as tmp, av.open(str(tmp), "w") as out:
+        s = out.add_stream(encoder, rate=rate)
+        s.width, s.height, s.pix_fmt = size[0] + size[0] % 2, size[1] + size[1] % 2, pix_fmt
+        s.options = opts
+        for r in range(start, end):
+            img = None
+            for i, p in enumerate(plans):  # inside a dissolve: a real cross-fade of both events
+                d = p.event.dissolve_in
+                if d and i > 0 and p.event.rec_in - d[0] <= r < p.event.rec_in + d[1]:
+                    alpha = (r - (p.event.rec_in - d[0]) + 0.5) / max(1, d[0] + d[1])
+                    x, y = frame_of(plans[i - 1], r), frame_of(p, r)
+                    x = (x if x is not None else black).astype(np.float32)
+                    y = (y if y is not None else black).astype(np.float32)
+                    img = np.clip(x * (1 - alpha) + y * alpha + 0.5, 0, 255).astype(np.uint8)
+                    break
+            else:
+                cur = next((p for p in plans if p.event.rec_in <= r < p.event.rec_out), None)
+                img = frame_of(cur, r) if cur is not None else None
+            img = img if img is not None else black
+            if img.shape[:2] != (s.height, s.width):
+                img = np.pad(img, ((0, s.height - img.shape[0]), (0, s.width - img.shape[1]), (0, 0)), mode="edge")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = count
+            for pkt in s.encode(frame.reformat(format=pix_fmt)):
+                out.mux(pkt)
+            count += 1
+            if on_frame:
+                on_frame()
+        for pkt in s.encode():
+            out.mux(pkt)
+    for rd in readers.values():
+        rd.close()
+    return count

@@ -248,6 +248,39 @@ def test_transitions_gaps_and_otio_input(capsys, project) -> None:
     # the dissolve needs 3 more frames of the outgoing and of the incoming event: rendered without handles
     assert frame_indices(Path(events[0]["output"])) == list(range(10, 25))
     assert frame_indices(Path(events[1]["output"])) == list(range(17, 28))
+    assert [e["status"] for e in events] == ["done"] * 4
+
+    # the programme: every record frame, the dissolve as a cross-fade, the gap black
+    code, o, err = run(
+        capsys,
+        "conform",
+        root / "dissolve.otio",
+        "--media",
+        media,
+        "--look",
+        root / "mild.cube",
+        "-o",
+        out,
+        "--handles",
+        "0",
+        "--match",
+        "reel",
+        "--assemble",
+        root / "programme.mp4",
+        "-q",
+    )
+    assert code == 0, err
+    prog = root / "programme.mp4"
+    idx = frame_indices(prog)
+    assert len(idx) == 12 + 8 + 6 + 10 + 5
+    assert idx[:9] == list(range(10, 19)) and idx[15:20] == list(range(23, 28))  # outside the dissolve window
+    with av.open(str(prog)) as box:
+        frames = [f.to_ndarray(format="rgb24").astype(float) for f in box.decode(video=0)]
+    assert all(frames[r].mean() < 3 for r in range(20, 26))  # the gap
+    a, b = frames[8], frames[15]
+    mid = frames[12]  # half-way through the dissolve: between the two events' colours
+    assert min(a[10:].mean(), b[10:].mean()) < mid[10:].mean() < max(a[10:].mean(), b[10:].mean())
+    assert idx[26:36] == list(range(40, 50)) and idx[36:] == list(range(2, 7))
 
 
 @pytest.mark.parametrize(
