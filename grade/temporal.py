@@ -77,6 +77,7 @@ class StabiliserSettings:
     gain_tol: float = 0.03  # |log(mean luma ratio)| allowed between frames (fades): 3 %; reset from 6 %
     reset_below: float = 0.35  # mean photometric confidence at or below which the frame resets (full weight at 2x)
     max_weight: float = 0.8  # most of the previous stabilised field a pixel keeps per frame
+    texture_tol: float = 0.01  # luma std (0-1) below which a frame is too flat for flow; full trust at twice it
 
 
 def preset_id(name: str) -> int:
@@ -317,11 +318,13 @@ class Stabiliser:
         cur_l = small.astype(np.float32) / 255.0
         prev_l = prev_luma.astype(np.float32) / 255.0
         gain = global_gain(prev_l, cur_l)
-        glob = frame_factor(gain, 1.0, s)
+        # too little texture (near-black or flat frames): the flow is noise, do not trust it
+        texture = float(np.clip(float(cv2.meanStdDev(cur_l)[1][0, 0]) / s.texture_tol - 1.0, 0.0, 1.0))
+        glob = frame_factor(gain, 1.0, s) * texture
         if glob > 0.0:
             back = flow_dis(small, prev_luma, self._dis)  # current -> previous: cur(x) ≈ prev(x + back(x))
             photo = photometric_confidence(warp(prev_l, back), cur_l, s.photo_tol)
-            glob = frame_factor(gain, cv2.mean(photo)[0], s)
+            glob = frame_factor(gain, cv2.mean(photo)[0], s) * texture
         if glob <= 0.0:  # flash, fade step, missed cut: start again from this frame
             self.resets += 1
             self._field = cur

@@ -221,3 +221,16 @@ def test_settings_are_validated() -> None:
         Stabiliser(StabiliserSettings(max_weight=1.0))
     with pytest.raises(ValueError):
         Stabiliser(StabiliserSettings(preset="slow"))  # type: ignore[arg-type]
+
+
+def test_flat_dark_frames_are_not_blended() -> None:
+    """Near-black, textureless frames (a fade-in from black): the flow is noise, so nothing is carried."""
+    from grade.temporal import Stabiliser
+
+    rng = np.random.default_rng(1)
+    stab = Stabiliser()
+    for t in range(6):
+        luma = rng.integers(0, 2, (108, 192)).astype(np.uint8)  # sensor noise around black
+        field = torch.from_numpy(rng.normal(0, 1, (1, 12, 27, 48)).astype(np.float32))
+        out = stab.step(luma, field)
+        assert torch.equal(out, field), t
