@@ -475,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grade: error: {Interrupted('interrupted; no output was written')}", file=sys.stderr)
         return Interrupted.exit_code
     except MemoryError:
-        print("grade: error: out of memory (try a smaller --working-side or fewer jobs)", file=sys.stderr)
+        hint = "fewer --jobs, " if command == "conform" else ""
+        print(f"grade: error: out of memory (try {hint}--mode fast, or a smaller reference or input)", file=sys.stderr)
         return 1
     except Exception as e:  # a bug: still one line unless --debug
         if debug:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -124,12 +125,52 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
         timeline = otio.adapters.read_from_file(str(path), **kwargs)
     except Exception as e:  # the adapters raise many types; all mean "cannot read this edit"
         why = " ".join(str(e).split())[:300] or type(e).__name__
+        if path.suffix.lower() == ".edl":
+            why = _edl_diagnosis(path) or why
         raise InputError(f"cannot read edit {path}{_line_of(path, why)}: {why}") from None
     if isinstance(timeline, otio.schema.SerializableCollection):
         timelines = list(timeline.find_children(descended_from_type=otio.schema.Timeline))
         if not timelines:
             raise InputError(f"no timeline in {path}")
         timeline = timelines[0]
+    if not isinstance(timeline, otio.schema.Timeline):
+        raise InputError(f"no timeline in {path} (it holds a {type(timeline).__name__})")
+    try:
+        return _edit_of(path, timeline, rate)
+    except InputError as e:
+        if str(path) in str(e):
+            raise
+        raise InputError(f"cannot read edit {path}: {e}") from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
+        # a timeline the adapter accepted but that does not hold together (no ranges, rate 0, ...)
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise InputError(f"cannot read edit {path}: malformed timeline ({why})") from None
+    except otio.exceptions.OTIOError as e:
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise InputError(f"cannot read edit {path}: {why}") from None
+
+
+_TRANSITION = re.compile(r"^(D|W\d{3}|K[BO]?)$", re.IGNORECASE)
+
+
+def _edl_diagnosis(path: Path) -> str | None:
+    """A clear reason for an EDL the adapter refused obscurely: an event number used twice without a
+    transition between the two lines (the adapter then fails on an internal attribute)."""
+    seen: dict[str, int] = {}
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = line.split()
+        if len(parts) < 6 or not parts[0].isdigit():
+            continue
+        number = parts[0]
+        if number in seen and not (len(parts) > 3 and _TRANSITION.match(parts[3])):
+            return f"event number {number} on line {n} repeats line {seen[number]} (only a dissolve or wipe may)"
+        seen.setdefault(number, n)
+    return None
+
+
+def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
+    import opentimelineio as otio
+
     video = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
     if not video:
         raise InputError(f"no video track in {path}")
@@ -138,6 +179,8 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
     if not clips:
         raise InputError(f"no events in {path}")
     edit_rate = rate or clips[0].source_range.duration.rate
+    if not (math.isfinite(edit_rate) and 0 < edit_rate <= 1000):
+        raise InputError(f"edit {path} has no usable frame rate ({edit_rate}): give --rate")
     start = timeline.global_start_time
     rec0 = round(start.rescaled_to(edit_rate).value) if start is not None else None
     if rec0 is None and path.suffix.lower() == ".edl":
@@ -180,13 +223,7 @@ def _event(clip, number: int, rate: float, rec0: int, transition: str | None) ->
     cdl = None
     raw = meta.get("cdl")
     if raw:
-        sop = raw.get("asc_sop", {}) or {}
-        cdl = CDL(
-            tuple(sop.get("slope", (1, 1, 1))),
-            tuple(sop.get("offset", (0, 0, 0))),
-            tuple(sop.get("power", (1, 1, 1))),
-            float(raw.get("asc_sat", 1.0)),
-        )
+        cdl = _cdl_of(raw, clip.name or f"event {number}")
     speed = None
     for eff in clip.effects:
         if isinstance(eff, otio.schema.LinearTimeWarp) or "TimeWarp" in (eff.effect_name or ""):
@@ -207,6 +244,21 @@ def _event(clip, number: int, rate: float, rec0: int, transition: str | None) ->
         transition_in=transition,
         speed_effect=speed,
     )
+
+
+def _cdl_of(raw, name: str) -> CDL:
+    """An event's ASC CDL from the adapter's metadata; malformed values are the edit's fault."""
+    try:
+        sop = dict(raw.get("asc_sop", {}) or {})
+        parts = [tuple(float(v) for v in sop.get(k, d)) for k, d in (("slope", (1,) * 3), ("offset", (0,) * 3))]
+        parts.append(tuple(float(v) for v in sop.get("power", (1, 1, 1))))
+        sat = float(raw.get("asc_sat", 1.0))
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputError(f"event {name}: malformed ASC CDL ({' '.join(str(e).split())[:100]})") from None
+    values = [v for p in parts for v in p] + [sat]
+    if any(len(p) != 3 for p in parts) or not all(np.isfinite(values)) or min(parts[2]) < 0:
+        raise InputError(f"event {name}: malformed ASC CDL (three finite slope, offset, power values; power >= 0)")
+    return CDL(*parts, sat)
 
 
 # --- media --------------------------------------------------------------------------------------
@@ -256,7 +308,10 @@ class MediaIndex:
             from grade.io.video import probe
 
             info = probe(path)
-            start = _tc_frames(info.timecode, rate) if info.timecode else 0
+            try:
+                start = _tc_frames(info.timecode, rate) if info.timecode else 0
+            except ValueError:
+                raise InputError(f"media {path} has a malformed timecode tag {info.timecode!r}") from None
             self._probed[path] = Media(path, start, info.frames, info.fps)
         return self._probed[path]
 
@@ -298,18 +353,22 @@ class Rule(BaseModel):
             return False
         if self.marker is not None and not any(self.marker.lower() in t.lower() for t in [*e.markers, *e.comments]):
             return False
-        return not (self.events is not None and e.number not in _number_set(self.events))
+        return not (self.events is not None and not any(a <= e.number <= b for a, b in _number_ranges(self.events)))
 
 
-def _number_set(text: str) -> set[int]:
-    out: set[int] = set()
+def _number_ranges(text: str) -> list[tuple[int, int]]:
+    """``"2,4,7-9"`` -> ``[(2, 2), (4, 4), (7, 9)]`` (ranges, not sets: ``1-99999999999`` costs nothing)."""
+    out: list[tuple[int, int]] = []
     for part in text.replace(" ", "").split(","):
         if not part:
             continue
         a, _, b = part.partition("-")
-        if not a.isdigit() or (b and not b.isdigit()):
+        if not (a.isascii() and a.isdigit()) or (b and not (b.isascii() and b.isdigit())):
             raise ValueError(f"bad event range {text!r} (use 3, 1-5 or 2,4,7-9)")
-        out.update(range(int(a), int(b or a) + 1))
+        lo, hi = int(a), int(b or a)
+        if hi < lo:
+            raise ValueError(f"bad event range {part!r} in {text!r}: it runs backwards")
+        out.append((lo, hi))
     return out
 
 
@@ -324,7 +383,7 @@ class LooksFile(BaseModel):
     def _names(self) -> LooksFile:
         for r in self.rules:
             if r.events is not None:
-                _number_set(r.events)
+                _number_ranges(r.events)
             if r.scene not in self.scenes:
                 raise ValueError(f"rule names unknown scene {r.scene!r}")
         if self.default is not None and self.default not in self.scenes:
@@ -335,21 +394,25 @@ class LooksFile(BaseModel):
 def read_looks(path: Path) -> LooksFile:
     """Read and validate a looks file; relative paths are resolved against its folder."""
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"no such looks file: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"looks file {path} is not valid TOML: {e}") from None
+        raise InputError(f"looks file {path} is not valid TOML: {' '.join(str(e).split())}") from None
+    except OSError as e:
+        raise InputError(f"cannot read looks file {path}: {e.strerror or e}") from None
     try:
         looks = LooksFile.model_validate(raw)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first.get("loc", ())) or "file"
         raise InputError(f"looks file {path}: {where}: {first.get('msg')}") from None
-    for scene in looks.scenes.values():
-        for attr in ("reference", "cube"):
+    for name, scene in looks.scenes.items():
+        for attr in ("reference", "cube", "preset"):
             v = getattr(scene, attr)
-            if v is not None and not Path(v).is_absolute():
+            if v is not None and ("\x00" in v or not v.strip()):
+                raise InputError(f"looks file {path}: scenes.{name}.{attr}: not a usable file name: {v!r}")
+            if v is not None and attr != "preset" and not Path(v).is_absolute():
                 setattr(scene, attr, str(path.parent / v))
     return looks
 
@@ -422,6 +485,13 @@ def output_name(event: Event, suffix: str) -> str:
 
     parts = [f"E{event.number:03d}", clean(event.reel), clean(event.name)]
     return "_".join(p for p in parts if p) + suffix
+
+
+def _output_suffix(media: Path) -> str:
+    """The graded clip's container: the media's, or QuickTime where grade cannot write that one (MXF, MPEG-PS)."""
+    from grade.io.video import OUTPUT_EXTENSIONS
+
+    return media.suffix if media.suffix.lower() in OUTPUT_EXTENSIONS else ".mov"
 
 
 def ensure_output_folder(folder: Path) -> None:
@@ -556,7 +626,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             raise InputError(f"event {p.event.number} {p.event.name}: no look for scene {p.scene!r} (no default)")
         cdl = p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None
         p.fingerprint = fingerprint(file_fingerprint(p.media.path), p.first, p.end, src_fp, grading, cdl)
-        p.output = out_dir / output_name(p.event, p.media.path.suffix if not options.codec else p.media.path.suffix)
+        p.output = out_dir / output_name(p.event, _output_suffix(p.media.path))
 
     def done(p: _Planned) -> bool:
         st = job.events.get(str(p.event.number))

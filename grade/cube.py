@@ -65,7 +65,8 @@ def _check_lut(lut: torch.Tensor) -> np.ndarray:
 
 def _clean_title(title: str) -> str:
     """One line, no double quotes (the format has no escapes)."""
-    return " ".join(str(title).replace('"', "'").split())
+    text = "".join(c if c.isprintable() else " " for c in str(title))  # no NULs, no line separators
+    return " ".join(text.replace('"', "'").split())
 
 
 def cube_text(lut: torch.Tensor, title: str | None = None) -> str:
@@ -275,8 +276,9 @@ def read_cube(path: str | os.PathLike[str], *, max_bytes: int = MAX_CUBE_BYTES) 
             f"{path}: LUT_3D_SIZE {size_3d} (line {size_line}) needs {expected} data lines, found {len(data)}"
         )
     values = np.array(" ".join(data).split(), dtype=np.float64)
-    if not np.isfinite(values).all():  # numbers too large for a float (1e999)
-        bad = int(np.flatnonzero(~np.isfinite(values))[0]) // 3
+    out_of_range = ~(np.abs(values) <= np.finfo(np.float32).max)  # 1e999, or 1e308: finite, not in float32
+    if out_of_range.any():
+        bad = int(np.flatnonzero(out_of_range)[0]) // 3
         lineno = _line_of_data(lines, bad)
         raise InputError(f"{path}: line {lineno}: value out of range in {_snippet(lines[lineno - 1].strip())}")
     # rows run (b, g, r) with red fastest -> [c, r, g, b]

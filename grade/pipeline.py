@@ -18,10 +18,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from grade import __version__
-from grade.errors import InputError
+from grade.errors import GradeError, InputError, OutputError
 from grade.io import image as image_io
 from grade.io import video as video_io
-from grade.io.atomic import atomic_output, check_output_path
+from grade.io.atomic import atomic_output, check_name, check_output_path
 from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
 from grade.model.look import LearnedLook, LookSettings
 from grade.presets import KeyFrame, Library, Preset, build_preset
@@ -220,7 +220,7 @@ def fit_shots(
 def _write_preview(path: Path, reference: np.ndarray, rows, force: bool, sources: list[Path], label: str) -> str:
     check_output_path(path, sources, force=force)
     sheet = contact_sheet(reference, rows, ref_label=label)
-    data = image_io.encode_image(Path("preview.png"), sheet)
+    data = image_io.encode_image(path, sheet)
     with atomic_output(path, force=force) as tmp:
         image_io.write_bytes(tmp, data)
     return str(path)
@@ -338,6 +338,11 @@ def grade_files(
     guarded = [*paths, *([look] if look is not None else [])]
     for job in jobs:
         out = job.out
+        check_name(out)
+        if out.is_dir():
+            raise OutputError(
+                f"output path is a folder: {out} (-o takes a file name, e.g. {out / default_output(job.source).name})"
+            )
         if out.suffix == "":
             raise InputError(f"output needs a file extension (e.g. .mp4, .mov, .png): {out}")
         if job.info is not None:
@@ -351,6 +356,8 @@ def grade_files(
     if len({j.out.resolve() for j in jobs}) != len(jobs):
         raise InputError("two inputs would be written to the same output")
     if options.preview:
+        if not image_io.is_image_path(options.preview):
+            raise InputError(f"--preview writes an image: give it a .png or .jpg name, not {options.preview}")
         check_output_path(options.preview, [*guarded, *(j.out for j in jobs)], force=options.force)
     library = Library(options.library)
     if options.save_preset:
@@ -409,7 +416,11 @@ def grade_files(
             for s, k, g in zip(j.shots, j.keys, j.grades)
         ]
         label = "reference" if src.kind == "reference" else src.kind
-        preview = _write_preview(options.preview, _look_tile(src, shared[0]), rows, options.force, guarded, label)
+        try:
+            preview = _write_preview(options.preview, _look_tile(src, shared[0]), rows, options.force, guarded, label)
+        except GradeError as e:  # the graded outputs are complete and in place: say so
+            done = ", ".join(str(j.out) for j in jobs)
+            raise OutputError(f"{e} (the graded output is complete: {done}; only the preview is missing)") from None
     saved = None
     if options.save_preset:
         saved = str(_save_preset(library, src, shared[0], jobs, options, look))

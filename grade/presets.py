@@ -252,10 +252,12 @@ def _tensors(preset: Preset) -> dict[str, torch.Tensor]:
     t: dict[str, torch.Tensor] = {"lut": preset.lut.float().contiguous(), "fitted_lut": preset.fitted_lut.contiguous()}
     if preset.learned is not None:
         t.update({k: v for k, v in preset.learned.tensors("look.").items() if k != "look.lut"})
+    # copies: two images may be one array (a reference that is also the key frame), and safetensors
+    # refuses tensors that share memory
     if preset.reference is not None:
-        t["reference"] = torch.from_numpy(np.ascontiguousarray(preset.reference))
+        t["reference"] = torch.from_numpy(np.array(preset.reference, copy=True))
     for i, k in enumerate(preset.keys):
-        t[f"key.{i}"] = torch.from_numpy(np.ascontiguousarray(k))
+        t[f"key.{i}"] = torch.from_numpy(np.array(k, copy=True))
     return t
 
 
@@ -331,7 +333,11 @@ def read_preset(path: str | Path) -> Preset:
         raise InputError(f"damaged preset manifest ({where}: {first.get('msg')}): {path}") from None
     if manifest.schema_version != version:
         raise InputError(f"damaged preset (schema versions disagree): {path}")
-    if _digest(tensors, manifest) != manifest.content_sha256:
+    try:
+        digest = _digest(tensors, manifest)
+    except (TypeError, ValueError, RuntimeError) as e:  # a tensor type NumPy cannot hold (float8...)
+        raise InputError(f"damaged preset: {path} ({' '.join(str(e).split())[:160]})") from None
+    if digest != manifest.content_sha256:
         raise InputError(f"preset was damaged or modified since it was written (hash mismatch): {path}")
     try:
         return _from_tensors(manifest, tensors)

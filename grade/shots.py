@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
-from grade.io.video import VideoInfo, _open_input, _to_rgb_kwargs, probe
+from grade.errors import InputError
+from grade.io.video import VideoInfo, _open_input, _to_rgb_kwargs, _why, decoder_limits, probe
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,7 @@ def detect_shots(
         vs.thread_type = "AUTO"
         # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
         vs.codec_context.options = {"skip_loop_filter": "all"}
+        decoder_limits(vs)
         first, last = frames if frames else (0, None)
         src_index = -1
         try:
@@ -210,9 +212,9 @@ def detect_shots(
                 index += 1
                 if on_frame:
                     on_frame(index)
-        except av.error.FFmpegError:
+        except av.error.FFmpegError as e:
             if index == 0:
-                raise
+                raise InputError(f"cannot decode video in {path}: {_why(e)}") from None
     while pending:
         commit(pending.popleft())
     if builder.count:

@@ -41,6 +41,9 @@ class TransferSettings:
     samples: int = 16384  # pixels sampled from each image (65536 measured no better)
     lut_size: int = 33
     seed: int = 0
+    flat_spread: float = 2.0  # key frames whose L* 5-95 % spread is below this keep their tone
+    tone_spread: float = 8.0  # ... and from this spread up the tone curve applies in full
+    flat_min_var: float = 1.0  # floor of the key frame's Lab covariance eigenvalues in the MKL map
 
 
 @contextlib.contextmanager
@@ -78,8 +81,14 @@ def _sqrtm_psd(m: torch.Tensor) -> torch.Tensor:
     return (v * w.clamp_min(0).sqrt()) @ v.T
 
 
-def mkl_map(src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+def mkl_map(
+    src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-3, src_min_var: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Monge-Kantorovich linear map between two point clouds ``(N, 3)``, ``(M, 3)``.
+
+    ``src_min_var`` floors the source covariance's eigenvalues: along a direction where the
+    source barely varies (a flat or monochrome key frame) the map stays a shift instead of
+    blowing compression noise up to the target's whole spread.
 
     Returns:
         ``(T, t)`` with ``T`` ``(3, 3)`` and ``t`` ``(3,)`` such that ``x @ T.T + t`` has the
@@ -89,6 +98,9 @@ def mkl_map(src: torch.Tensor, tgt: torch.Tensor, eps: float = 1e-3) -> tuple[to
     # population covariance: defined for a single pixel too (a 1x1 or flat reference is a colour cast)
     cs = torch.cov((src - ms).T, correction=0) + eps * torch.eye(3, dtype=src.dtype)
     ct = torch.cov((tgt - mt).T, correction=0) + eps * torch.eye(3, dtype=src.dtype)
+    if src_min_var > 0:
+        w, v = torch.linalg.eigh(cs)
+        cs = (v * w.clamp_min(src_min_var)) @ v.T
     cs_h = _sqrtm_psd(cs)
     cs_ih = torch.linalg.inv(cs_h)
     t_mat = cs_ih @ _sqrtm_psd(cs_h @ ct @ cs_h) @ cs_ih
@@ -195,9 +207,10 @@ def fit_transfer(key, reference: torch.Tensor, settings: TransferSettings = Tran
     tgt = sample_pixels(reference.float(), settings.samples, gen)
     s_lab, t_lab = rgb_to_lab_points(src).double(), rgb_to_lab_points(tgt).double()
     tone = monotone_map(s_lab[:, 0], t_lab[:, 0], settings.quantiles, settings.tone_slope_min, settings.tone_slope_max)
+    tone = _trust_tone(tone, s_lab[:, 0], settings)
     l_out = interp_linear(s_lab[:, 0], *tone)
     x = torch.cat([l_out[:, None], s_lab[:, 1:]], 1)
-    mat, off = mkl_map(x, t_lab)
+    mat, off = mkl_map(x, t_lab, src_min_var=settings.flat_min_var)
     x = torch.cat([l_out[:, None], x @ mat[1:].T + off[1:]], 1)
     rounds = []
     for _ in range(settings.iterations):
@@ -210,6 +223,24 @@ def fit_transfer(key, reference: torch.Tensor, settings: TransferSettings = Tran
         x = _sliced_chroma_step(x, rot, maps, settings.relax)
         rounds.append((rot, maps, settings.relax))
     return GlobalTransfer(tone, mat, off, rounds)
+
+
+def _trust_tone(tone, s_l: torch.Tensor, settings: TransferSettings):
+    """Blend the tone curve toward identity when the key frame's luminance barely varies.
+
+    A flat key frame (a black, white or uniformly grey shot) has no tone distribution to match:
+    its quantiles are one value, and the matched curve would move the whole shot to the
+    reference's median tone (black lifted to grey). Below ``flat_spread`` L* units between the
+    5th and 95th percentiles the shot keeps its own tone; the full curve applies from
+    ``tone_spread`` up.
+    """
+    lo, hi = settings.flat_spread, settings.tone_spread
+    spread = float(torch.quantile(s_l, 0.95) - torch.quantile(s_l, 0.05))
+    trust = min(1.0, max(0.0, (spread - lo) / max(hi - lo, 1e-6)))
+    if trust >= 1.0:
+        return tone
+    xs, ys = tone
+    return xs, xs + trust * (ys - xs)
 
 
 def transfer_lut(transfer: GlobalTransfer, size: int = 33) -> torch.Tensor:

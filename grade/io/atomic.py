@@ -9,9 +9,10 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from grade.errors import OutputError
+from grade.errors import GradeError, OutputError
 
 TMP_MARK = ".grade-tmp-"
+NAME_MAX = 255  # bytes in one file name on the usual filesystems (ext4, XFS, APFS, NTFS)
 
 
 def check_output_path(output: Path, sources: list[Path], *, force: bool) -> None:
@@ -20,6 +21,7 @@ def check_output_path(output: Path, sources: list[Path], *, force: bool) -> None
     Raises:
         OutputError: the output exists (and not ``force``), equals a source, or its folder is missing.
     """
+    check_name(output)
     out_res = output.resolve()
     for src in sources:
         try:
@@ -29,19 +31,77 @@ def check_output_path(output: Path, sources: list[Path], *, force: bool) -> None
         if same:
             raise OutputError(f"output path is the input file itself: {output} (sources are never modified)")
     if output.is_dir():
-        raise OutputError(f"output path is a directory: {output}")
+        raise OutputError(f"output path is a directory: {output} (give a file name, e.g. {output / 'graded.mp4'})")
     if output.exists() and not force:
         raise OutputError(f"output exists: {output} (use --force to overwrite)")
     parent = output.parent if str(output.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"output folder is a file, not a folder: {parent}")
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"output folder is not writable: {parent}")
 
 
+def check_name(output: Path) -> None:
+    """Refuse a file name longer than the filesystem takes (before anything touches the path)."""
+    size = len(os.fsencode(output.name))
+    if size > _name_max(output.parent):
+        raise OutputError(f"output file name is too long ({size} bytes, at most {_name_max(output.parent)}): {output}")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return int(os.pathconf(folder if str(folder) else ".", "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):
+        return NAME_MAX
+
+
 def temp_path_for(output: Path) -> Path:
-    """A hidden temporary name in the output's folder, keeping the extension (muxers guess from it)."""
-    return output.with_name(f".{output.stem}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{output.suffix}")
+    """A hidden temporary name in the output's folder, keeping the extension (muxers guess from it).
+
+    The stem is shortened when the name would not fit in a file name (an output named with
+    ~255 bytes is valid; its temporary name must be too).
+    """
+    tail = f"{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}{output.suffix}"
+    room = _name_max(output.parent) - len(os.fsencode(tail)) - 1
+    stem = output.stem
+    if len(os.fsencode(stem)) > room:
+        stem = os.fsencode(stem)[: max(0, room)].decode("utf-8", "ignore")
+    return output.with_name(f".{stem}{tail}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's live process, or we cannot tell: keep its file
+    return True
+
+
+def remove_stale_temps(output: Path) -> list[Path]:
+    """Remove the temporary files of ``output`` left by runs that were killed outright (SIGKILL,
+    power loss: they had no chance to clean up). Only files whose writing process is gone go."""
+    removed: list[Path] = []
+    try:
+        names = [n for n in os.listdir(output.parent if str(output.parent) else ".") if TMP_MARK in n]
+    except OSError:
+        return removed
+    for name in names:
+        head, _, rest = name.rpartition(TMP_MARK)
+        stem, pid = head[1:], rest.split("-", 1)[0]
+        if not (head.startswith(".") and name.endswith(output.suffix) and pid.isdigit()):
+            continue
+        if stem != output.stem and not (stem and output.stem.startswith(stem) and len(os.fsencode(name)) > 200):
+            continue  # another output's (only a shortened stem may differ from the output's)
+        if int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            path = output.with_name(name)
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def publish(tmp: Path, output: Path, *, force: bool) -> None:
@@ -72,6 +132,7 @@ def atomic_output(output: Path, *, force: bool) -> Iterator[Path]:
 
     Disk-full and permission errors while writing become one-line :class:`OutputError`.
     """
+    remove_stale_temps(output)
     tmp = temp_path_for(output)
     try:
         yield tmp
@@ -81,8 +142,11 @@ def atomic_output(output: Path, *, force: bool) -> Iterator[Path]:
             raise OutputError(f"disk full while writing {output}") from None
         if e.errno == errno.EFBIG:
             raise OutputError(f"file too large for the filesystem while writing {output}") from None
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise OutputError(f"cannot write {output}: {e.strerror}") from None
+        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
+    except GradeError as e:  # name the output the user asked for, never the hidden temporary file
+        text = str(e)
+        if tmp.name in text:
+            e.args = (text.replace(str(tmp), str(output)).replace(tmp.name, output.name),)
         raise
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -36,7 +36,7 @@ class Still:
 
 
 def _declared_size(path: Path) -> tuple[int, int] | None:
-    """Width and height from a PNG/JPEG header without decoding (None if unknown)."""
+    """Width and height from a PNG/JPEG/TIFF/WebP/BMP/PNM header without decoding (None if unknown)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64 * 1024)
@@ -44,6 +44,9 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
         return None
     if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    other = _tiff_size(path, head) or _webp_bmp_pnm_size(head)
+    if other:
+        return other
     if head[:2] == b"\xff\xd8":
         i = 2
         while i + 9 < len(head):
@@ -54,6 +57,61 @@ def _declared_size(path: Path) -> tuple[int, int] | None:
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
                 return int.from_bytes(head[i + 7 : i + 9], "big"), int.from_bytes(head[i + 5 : i + 7], "big")
             i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def _tiff_size(path: Path, head: bytes) -> tuple[int, int] | None:
+    """The largest width x height among a TIFF's first IFDs (classic TIFF; None if unknown)."""
+    if head[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    order = "little" if head[:2] == b"II" else "big"
+    best = None
+    try:
+        with open(path, "rb") as f:
+            offset = int.from_bytes(head[4:8], order)
+            for _ in range(8):  # a few pages: enough to see the big one of a multi-page bomb
+                if offset == 0:
+                    break
+                f.seek(offset)
+                count = int.from_bytes(f.read(2), order)
+                entries = f.read(12 * min(count, 512))
+                dims = {}
+                for k in range(0, len(entries) - 11, 12):
+                    tag = int.from_bytes(entries[k : k + 2], order)
+                    kind = int.from_bytes(entries[k + 2 : k + 4], order)
+                    if tag in (256, 257):
+                        raw = entries[k + 8 : k + 10] if kind == 3 else entries[k + 8 : k + 12]
+                        dims[tag] = int.from_bytes(raw, order)
+                if 256 in dims and 257 in dims and (best is None or dims[256] * dims[257] > best[0] * best[1]):
+                    best = (dims[256], dims[257])
+                offset = int.from_bytes(f.read(4), order) if count <= 512 else 0
+    except OSError:
+        return best
+    return best
+
+
+def _webp_bmp_pnm_size(head: bytes) -> tuple[int, int] | None:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        kind = head[12:16]
+        if kind == b"VP8X":
+            return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+        if kind == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+        if kind == b"VP8 ":
+            return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    if head[:2] == b"BM" and len(head) >= 26:
+        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(
+            int.from_bytes(head[22:26], "little", signed=True)
+        )
+    if head[:1] == b"P" and head[1:2] in b"123456" and len(head) > 3:
+        words = []
+        for line in head[2:512].split(b"\n"):
+            words += line.split(b"#", 1)[0].split()
+            if len(words) >= 2:
+                break
+        if len(words) >= 2 and words[0].isdigit() and words[1].isdigit():
+            return int(words[0]), int(words[1])
     return None
 
 
@@ -74,8 +132,13 @@ def read_image(path: str | Path, *, what: str = "image") -> Still:
     if size and size[0] * size[1] > MAX_PIXELS:
         raise InputError(f"{what} is too large ({size[0]}x{size[1]} pixels, limit {MAX_PIXELS:,}): {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV's own size limit, or a decoder that gave up loudly
+        img = None
     if img is None or img.size == 0:
+        if data[:4].tobytes() == b"\x76\x2f\x31\x01":
+            raise InputError(f"{what} is OpenEXR, which this OpenCV build cannot read (use a 16-bit PNG/TIFF): {path}")
         raise InputError(f"{what} is not a readable image: {path}")
     if img.dtype not in (np.uint8, np.uint16):
         if img.dtype == np.float32 or img.dtype == np.float64:

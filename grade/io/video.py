@@ -17,6 +17,7 @@ hold them; otherwise audio is re-encoded (AAC/Opus) and the report says so.
 from __future__ import annotations
 
 import contextlib
+import io
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -89,15 +90,24 @@ def range_of(info: VideoInfo) -> int:
     return _RANGE_JPEG if info.pix_fmt.startswith("yuvj") else _RANGE_MPEG
 
 
+# Frames larger than this are refused before they are decoded (a 12K frame is ~100 M pixels): a
+# forged header must not make the decoder allocate gigabytes.
+MAX_VIDEO_PIXELS = 12288 * 8192
+_PROBE_OPTIONS = {"max_pixels": str(MAX_VIDEO_PIXELS)}
+
+
 def _open_input(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise InputError(f"no such file: {path}")
     if path.is_dir():
         raise InputError(f"is a directory, not a media file: {path}")
+    if not path.is_file():
+        raise InputError(f"not a regular file (a pipe or device?): {path}")
     if path.stat().st_size == 0:
         raise InputError(f"empty file: {path}")
     try:
-        box = av.open(str(path), metadata_errors="ignore")
+        # max_pixels: stream probing decodes a frame; it must not decode a huge one
+        box = av.open(str(path), metadata_errors="ignore", options=_PROBE_OPTIONS)
     except (av.error.FFmpegError, UnicodeDecodeError, OSError) as e:
         raise InputError(f"cannot read media {path}: {_why(e)}") from None
     if box.format.name in _NOT_FOOTAGE:
@@ -109,8 +119,21 @@ def _open_input(path: Path) -> av.container.InputContainer:
 # FFmpeg demuxers that turn arbitrary text into "video"; never footage.
 _NOT_FOOTAGE = {"tty", "ansi", "srt", "ass", "webvtt", "subviewer", "subviewer1", "microdvd"}
 
-# Containers a graded video can be written to.
-OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".mxf", ".ts", ".mts", ".m2ts", ".nut"}
+# Containers a graded video can be written to (MXF is read, not written: its muxer takes only a few
+# codec, rate and audio combinations, and fails late on the others).
+OUTPUT_EXTENSIONS = {".mp4", ".m4v", ".mov", ".qt", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".nut"}
+# Extensions FFmpeg does not map to their muxer by itself.
+_MUXER = {".qt": "mov"}
+
+
+def decoder_limits(stream) -> None:
+    """Make a stream's decoder refuse frames larger than :data:`MAX_VIDEO_PIXELS` (set before decoding)."""
+    with contextlib.suppress(AttributeError, TypeError, ValueError):
+        stream.codec_context.options = {**dict(stream.codec_context.options or {}), "max_pixels": str(MAX_VIDEO_PIXELS)}
+
+
+def _too_large(path: Path, width: int, height: int) -> InputError:
+    return InputError(f"video frames are too large ({width}x{height} pixels, limit {MAX_VIDEO_PIXELS:,}): {path}")
 
 
 def _why(e: BaseException) -> str:
@@ -137,14 +160,27 @@ def probe(path: str | Path) -> VideoInfo:
             kinds = sorted({s.type for s in box.streams}) or ["nothing"]
             raise InputError(f"no video stream in {path} (it holds {', '.join(kinds)})")
         vs = box.streams.video[0]
+        cc = vs.codec_context
+        if cc is not None and cc.width * cc.height > MAX_VIDEO_PIXELS:
+            raise _too_large(path, cc.width, cc.height)
+        decoder_limits(vs)
         first = None
         try:
             first = next(iter(box.decode(vs)), None)
         except (av.error.FFmpegError, ValueError) as e:
+            if cc is not None and cc.width * cc.height == 0:  # the header's size was refused unread
+                raise InputError(
+                    f"cannot decode video in {path}: {_why(e)} (frames may be larger than {MAX_VIDEO_PIXELS:,} pixels)"
+                ) from None
             raise InputError(f"cannot decode video in {path}: {_why(e)}") from None
         if first is None:
             raise InputError(f"no decodable video frame in {path}")
+        if first.width * first.height > MAX_VIDEO_PIXELS:
+            raise _too_large(path, first.width, first.height)
+        stamped = first.pts is not None
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate or Fraction(25)
+        if not stamped:  # a raw elementary stream (.h264, .hevc): the bitstream's own rate, if it says
+            rate = vs.guessed_rate or rate
         tb = vs.time_base or Fraction(1, int(round(rate)))
         if vs.duration:
             duration = float(vs.duration * tb)
@@ -153,9 +189,14 @@ def probe(path: str | Path) -> VideoInfo:
         else:
             duration = 0.0
         frames = vs.frames or max(1, int(round(duration * rate)))
+        if not stamped and not vs.frames and not duration:
+            frames = _count_packets(path)
+            duration = frames / float(rate)
         sar = vs.sample_aspect_ratio
-        tc = vs.metadata.get("timecode") or box.metadata.get("timecode")
-        vfr = bool(vs.base_rate and vs.average_rate and abs(float(vs.base_rate) - float(vs.average_rate)) > 0.01)
+        tc = _tag_value(vs.metadata, "timecode") or _tag_value(box.metadata, "timecode")
+        vfr = stamped and bool(
+            vs.base_rate and vs.average_rate and abs(float(vs.base_rate) - float(vs.average_rate)) > 0.01
+        )
         return VideoInfo(
             path=str(path),
             container=box.format.name,
@@ -180,6 +221,21 @@ def probe(path: str | Path) -> VideoInfo:
             audio_streams=len(box.streams.audio),
             other_streams=len(box.streams) - len(box.streams.audio) - len(box.streams.video),
         )
+
+
+def _tag_value(tags, key: str) -> str | None:
+    """A metadata tag by name, whatever its case (Matroska writes ``TIMECODE``, MP4/MOV ``timecode``)."""
+    return next((v for k, v in dict(tags).items() if k.lower() == key), None)
+
+
+def _count_packets(path: Path) -> int:
+    """Frames of a stream without timestamps or duration (a raw .h264), counted from its packets in a
+    second pass (raw streams cannot seek; nothing is decoded)."""
+    n = 0
+    with contextlib.suppress(av.error.FFmpegError, OSError), av.open(str(path), options=_PROBE_OPTIONS) as box:
+        for packet in box.demux(box.streams.video[0]):
+            n += packet.size > 0
+    return max(1, n)
 
 
 @dataclass
@@ -217,6 +273,7 @@ def iter_frames(
     with _open_input(path) as box:
         vs = box.streams.video[0]
         vs.thread_type = "AUTO"
+        decoder_limits(vs)
         index = 0
         try:
             for f in box.decode(vs):
@@ -296,7 +353,34 @@ def choose_codec(output: Path, codec: str | None, crf: int | None, info: VideoIn
         pix = src if supported else info.pix_fmt
     else:
         pix = _closest_format(src, info.bit_depth, supported, odd)
+    _check_container(output, name)
     return name, opts, pix
+
+
+def _muxer_of(output: Path) -> str | None:
+    return _MUXER.get(output.suffix.lower())
+
+
+def _check_container(output: Path, encoder: str) -> None:
+    """Refuse, before any work, an encoder the output's container cannot hold (H.264 in .webm...)."""
+    fmt = _muxer_of(output) or _guess_format(output)
+    if fmt is None:
+        return
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as box:
+            box.add_stream(encoder, rate=24)
+    except ValueError as e:
+        raise InputError(f"cannot write {encoder} video into {output.suffix}: {_why(e)}") from None
+    except av.error.FFmpegError:
+        pass  # decided by the real encoder later (options, sizes)
+
+
+_FORMATS = {".mkv": "matroska", ".webm": "webm", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".avi": "avi"}
+_FORMATS.update({".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts", ".nut": "nut"})
+
+
+def _guess_format(output: Path) -> str | None:
+    return _FORMATS.get(output.suffix.lower())
 
 
 def _closest_format(src: str, depth: int, supported: list[str], odd: bool = False) -> str:
@@ -406,7 +490,7 @@ def render_video(
     first, last = frames if frames else (0, None)
     src_box = _open_input(source)
     try:
-        out_box = av.open(str(target), "w")
+        out_box = av.open(str(target), "w", format=_muxer_of(target))
     except (av.error.FFmpegError, OSError, ValueError) as e:
         src_box.close()
         raise OutputError(f"cannot create {target}: {_why(e)}") from None
@@ -417,6 +501,7 @@ def render_video(
     try:
         vin = src_box.streams.video[0]
         vin.thread_type = "AUTO"
+        decoder_limits(vin)
         vout = _add_video_stream(out_box, vin, info, encoder, opts, pix_fmt)
         family = _family(out_box.format.name, target.suffix)
         if frames is None:
@@ -457,8 +542,11 @@ def render_video(
             # the stream changed size mid-way: scale back to the size the output was opened with
             return f.to_ndarray(format=fmt, width=info.width, height=info.height, **to_rgb)
 
+        step = _frame_step(info, vin)
+
         def read() -> None:
             index, src_index, base = 0, -1, None
+            last_pts = next_pts = None  # a frame without a timestamp goes after the previous one
             streams = [vin, *[s for s in src_box.streams if s.index in copy_map or s.index in transcoders]]
             try:
                 for packet in src_box.demux(streams):
@@ -472,11 +560,16 @@ def render_video(
                             if last is not None and src_index >= last:
                                 put(decoded, _END)
                                 return
-                            pts = f.pts
-                            if frames is not None and pts is not None:  # an excerpt starts at 0
+                            pts, tb = f.pts, f.time_base or vin.time_base
+                            if pts is None:  # raw .h264/.hevc: no timestamps; space frames by the rate
+                                pts = 0 if next_pts is None else next_pts
+                            elif frames is not None:  # an excerpt starts at 0
                                 base = pts if base is None else base
                                 pts -= base
-                            put(decoded, ("v", index, pts, f.time_base, f.duration, to_pixels(f)))
+                            if last_pts is not None and pts <= last_pts:
+                                pts = next_pts  # a repeated or backward timestamp (damaged file): keep order
+                            last_pts, next_pts = pts, pts + (f.duration or step)
+                            put(decoded, ("v", index, pts, tb, f.duration, to_pixels(f)))
                             index += 1
                     elif packet.dts is not None or packet.stream.index in transcoders:
                         put(decoded, ("p", packet))
@@ -552,10 +645,10 @@ def render_video(
             if w.error is not None:
                 raise w.error
         if reader.is_alive() or writer.is_alive():
-            raise OutputError(f"encoding {target.name} did not finish")
+            raise OutputError(f"encoding {target} did not finish")
         completed = True
     except av.error.FFmpegError as e:
-        raise OutputError(f"encoding {target.name} failed: {_why(e)}") from None
+        raise OutputError(f"encoding {target} failed: {_why(e)}") from None
     finally:
         with contextlib.suppress(Exception):
             src_box.close()
@@ -565,10 +658,16 @@ def render_video(
             if completed:  # never let a file whose trailer failed be published
                 if isinstance(e, OSError):
                     raise  # atomic_output names it (disk full, file too large, ...)
-                raise OutputError(f"finishing {target.name} failed: {_why(e)}") from None
+                raise OutputError(f"finishing {target} failed: {_why(e)}") from None
     if stats.frames == 0:
         raise InputError(f"no decodable video frame in {source}")
     return stats
+
+
+def _frame_step(info: VideoInfo, vin) -> int:
+    """One frame's duration in the source stream's time base (at least 1 tick)."""
+    tb = vin.time_base or Fraction(1, max(1, round(info.fps)))
+    return max(1, round(1 / (info.frame_rate * tb))) if info.frame_rate else 1
 
 
 def shift_timecode(tc: str, frames: int, fps: float) -> str:
@@ -666,6 +765,18 @@ class _AudioTranscoder:
             out_box.mux(p)
 
 
+def _muxer_takes(fmt: str, stream) -> bool:
+    """Whether the output's muxer accepts a stream copied as is (FLAC or Opus in .mov: no), tried on an
+    in-memory file: it writes the header there, not half a real file."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe_box:
+            probe_box.add_stream_from_template(stream)
+            probe_box.start_encoding()
+    except (av.error.FFmpegError, ValueError, OSError):
+        return False
+    return True
+
+
 def _map_other_streams(src_box, out_box, family: str, stats: RenderStats):
     copy_map, transcoders = {}, {}
     same_family = _family(src_box.format.name, Path(src_box.name).suffix) == family
@@ -676,7 +787,7 @@ def _map_other_streams(src_box, out_box, family: str, stats: RenderStats):
         label = f"{s.type}#{s.index} ({name})"
         if s.type == "audio":
             ok = _AUDIO_OK.get(family)
-            if same_family or ok is None or name in ok:
+            if (same_family or ok is None or name in ok) and _muxer_takes(out_box.format.name, s):
                 try:
                     copy_map[s.index] = out_box.add_stream_from_template(s)
                     stats.copied_streams.append(label)
@@ -691,7 +802,7 @@ def _map_other_streams(src_box, out_box, family: str, stats: RenderStats):
                 stats.dropped_streams.append(label)
         elif s.type == "subtitle":
             ok = _SUBTITLE_OK.get(family)
-            if same_family or ok is None or name in ok:
+            if (same_family or ok is None or name in ok) and _muxer_takes(out_box.format.name, s):
                 try:
                     copy_map[s.index] = out_box.add_stream_from_template(s)
                     stats.copied_streams.append(label)

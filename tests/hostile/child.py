@@ -1,0 +1,50 @@
+"""``python tests/hostile/child.py MARKERS SECONDS grade-args...``: the real command line in a child process,
+slowed down and observable so that a test can signal it at a known stage.
+
+Before each graded frame and each training step it touches ``MARKERS/render`` or ``MARKERS/train`` and
+sleeps ``SECONDS``: the run is the real one (same code, same files), only slower.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> int:
+    markers, seconds, args = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+    import grade.pipeline as pipeline
+    from grade.cli import main as grade_main
+
+    grade_frame = pipeline.ShotGrade.grade
+    train_look = pipeline.train_look
+
+    def slow_grade(self, pixels, height, width):
+        (markers / "render").touch()
+        time.sleep(seconds)
+        return grade_frame(self, pixels, height, width)
+
+    def slow_train(*a, **kw):
+        a = list(a)
+        inner = a[6] if len(a) > 6 else kw.get("on_step")
+
+        def step(*s):
+            (markers / "train").touch()
+            time.sleep(seconds)
+            if inner is not None:
+                inner(*s)
+
+        if len(a) > 6:
+            a[6] = step
+        else:
+            kw["on_step"] = step
+        return train_look(*a, **kw)
+
+    pipeline.ShotGrade.grade = slow_grade
+    pipeline.train_look = slow_train
+    return grade_main(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
