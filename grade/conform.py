@@ -77,8 +77,9 @@ class Edit:
 
 
 def _tc_frames(tc: str, rate: float) -> int:
-    h, m, s, f = (int(x) for x in re.split("[:;.]", tc))
-    return ((h * 60 + m) * 60 + s) * round(rate) + f
+    from grade.io.video import timecode_frames
+
+    return timecode_frames(tc, rate)
 
 
 def _first_record_in(path: Path, rate: float) -> int | None:
@@ -826,7 +827,13 @@ def _render_event(grade, media: Path, output: Path, first: int, end: int, cdl: C
 
     with atomic_output(output, force=True) as tmp:
         stats = video_io.render_video(
-            media, tmp, info, grade_frame, codec=options.codec, crf=options.crf, frames=(first, end)
+            media,
+            tmp,
+            info,
+            grade_frame,
+            codec=options.codec or video_io.same_family_codec(output, info),
+            crf=options.crf,
+            frames=(first, end),
         )
     return stats.frames
 

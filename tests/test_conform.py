@@ -319,3 +319,50 @@ def test_parallel_jobs_give_the_same_clips(capsys, project) -> None:
     assert [sha(Path(e["output"])) for e in e1] == [sha(Path(e["output"])) for e in e2]
     job = json.loads((root / "two" / "conform-job.json").read_text())
     assert sorted(job["events"]) == ["1", "2", "3", "4"]
+
+
+def test_drop_frame_timecode_round_trip() -> None:
+    from grade.io.video import frames_timecode, shift_timecode, timecode_frames
+
+    fps = 30000 / 1001
+    assert timecode_frames("00:01:00;02", fps) == 1800  # ;00 and ;01 do not exist in minute 1
+    assert timecode_frames("00:10:00;00", fps) == 17982  # every tenth minute keeps them
+    assert shift_timecode("00:00:59;29", 1, fps) == "00:01:00;02"
+    assert shift_timecode("01:00:00:00", 30, 25) == "01:00:01:05"
+    assert all(timecode_frames(frames_timecode(n, fps, True), fps) == n for n in range(0, 40000, 7))
+
+
+def test_fcp_xml_and_same_codec_family(capsys, project) -> None:
+    """An FCP 7 XML edit conforms too, and graded clips keep the camera's codec family (H.264 in .mov
+    stays H.264, not the .mov default ProRes)."""
+    root, media, edl = project
+    mov = media / "A001.mov"
+    with av.open(str(media / "A001.mp4")) as src, av.open(str(mov), "w") as dst:
+        s = dst.add_stream_from_template(src.streams.video[0])
+        dst.metadata["timecode"] = "01:00:00:00"
+        for p in src.demux(src.streams.video[0]):
+            if p.dts is not None:
+                p.stream = s
+                dst.mux(p)
+    (media / "A001.mp4").unlink()
+    timeline = otio.adapters.read_from_file(str(root / "cut.otio"))
+    for c in timeline.find_clips():
+        reel = c.metadata["cmx_3600"]["reel"]
+        c.media_reference = otio.schema.ExternalReference(
+            target_url=f"file:///elsewhere/{reel}.mov",
+            available_range=otio.opentime.TimeRange(tc(HOUR if reel == "A001" else 2 * HOUR), tc(60)),
+        )
+    xml = root / "cut.xml"
+    otio.adapters.write_to_file(timeline, str(xml), adapter_name="fcp_xml")
+    out = root / "graded"
+    code, o, err = run(capsys, "conform", xml, "--media", media, "--look", root / "mild.cube", "-o", out, "--json")
+    assert code == 0, err
+    events = json.loads(o)["events"]
+    done = [e for e in events if e["status"] == "done"]
+    assert [e["number"] for e in done] == [1, 2, 3, 4]  # B002.mov in the edit relinks to B002.mp4 by name
+    for e in done:
+        assert e["output"].endswith(".mov" if e["number"] in (1, 3) else ".mp4")  # A001 is the .mov
+        with av.open(e["output"]) as box:
+            assert box.streams.video[0].codec_context.name == "h264"
+    assert frame_indices(Path(done[0]["output"])) == list(range(0, 34))
+    assert (out / "cut.graded.xml").exists() and (out / "cut.graded.otio").exists()
