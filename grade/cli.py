@@ -98,7 +98,7 @@ def grade_parser() -> argparse.ArgumentParser:
         prog="grade",
         description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
         epilog="Other commands: 'grade shots CLIP' lists shots and key frames; 'grade scene' grades several shots "
-        "with one look; 'grade presets' manages saved looks.",
+        "with one look; 'grade presets' manages saved looks; 'grade conform' grades a whole edit.",
     )
     p.add_argument("input", type=Path, help="video or still to grade (never modified)")
     p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
