@@ -449,6 +449,7 @@ class EventStatus(BaseModel):
 class Job(BaseModel):
     version: int = JOB_VERSION
     edit: str
+    assembled: str | None = None  # the --assemble file this job wrote last
     events: dict[str, EventStatus] = Field(default_factory=dict)
 
 
@@ -620,7 +621,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
 
     # the look of each scene: the key frames of its events, trained/fitted once (kept as a preset)
     sources = _scene_sources(looks, settings, options)
-    grading = {k: v for k, v in options.model_dump().items() if k not in ("force", "preview", "force_preset")}
+    ignored = ("force", "preview", "force_preset", "jobs", "library", "notes")  # do not change a clip's pixels
+    grading = {k: v for k, v in options.model_dump().items() if k not in ignored}
     for p in todo:
         src_fp = sources[p.scene][1] if p.scene in sources else None
         if src_fp is None:
@@ -640,6 +642,14 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         )
 
     pending = [p for p in todo if not done(p)]
+    if not options.force:  # never replace a file this job did not write
+        ours = {st.output for st in job.events.values() if st.output}
+        foreign = [p.output for p in pending if p.output.exists() and str(p.output) not in ours]
+        if settings.assemble is not None and settings.assemble.exists() and str(settings.assemble) != job.assembled:
+            foreign.append(settings.assemble)
+        if foreign:
+            more = f" (+{len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise OutputError(f"output exists and was not written by this conform: {foreign[0]}{more} (use --force)")
     grades, specs, trained = {}, {}, []
     for scene in sorted({p.scene for p in pending}):
         grades[scene], specs[scene], was_trained = _scene_grade(
@@ -710,6 +720,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
             assemble(plans, settings.assemble, options, on_frame=lambda: task.advance())
         written.append(str(settings.assemble))
+        job.assembled = str(settings.assemble)
+        save_job(out_dir, job)
     return ConformReport(
         edit=str(edit.path),
         output_dir=str(out_dir),

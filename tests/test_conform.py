@@ -366,3 +366,25 @@ def test_fcp_xml_and_same_codec_family(capsys, project) -> None:
             assert box.streams.video[0].codec_context.name == "h264"
     assert frame_indices(Path(done[0]["output"])) == list(range(0, 34))
     assert (out / "cut.graded.xml").exists() and (out / "cut.graded.otio").exists()
+
+
+def test_conform_never_replaces_a_file_it_did_not_write(capsys, project) -> None:
+    root, media, edl = project
+    out = root / "graded"
+    out.mkdir()
+    stranger = out / "E001_A001_shotA.mp4"
+    stranger.write_bytes(b"someone's work")
+    base = ["conform", edl, "--media", media, "--look", root / "mild.cube", "-o", out, "-q"]
+    code, o, err = run(capsys, *base)
+    assert code == 3 and "not written by this conform" in err and stranger.read_bytes() == b"someone's work"
+    stranger.unlink()
+    (root / "programme.mp4").write_bytes(b"keep me")
+    code, o, err = run(capsys, *base, "--assemble", root / "programme.mp4")
+    assert code == 3 and (root / "programme.mp4").read_bytes() == b"keep me"
+    (root / "programme.mp4").unlink()
+    code, o, err = run(capsys, *base, "--assemble", root / "programme.mp4")
+    assert code == 0, err
+    code, o, err = run(capsys, *base, "--assemble", root / "programme.mp4", "--jobs", "2")  # a re-run may replace
+    assert code == 0, err  # its own outputs; --jobs does not change what a clip is, so nothing is redone
+    job = json.loads((out / "conform-job.json").read_text())
+    assert job["assembled"] == str(root / "programme.mp4")
