@@ -1,3 +1,3 @@
-from grade.cli import main
+from grade.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -489,5 +489,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, old)
 
 
+def entry() -> None:
+    """The ``grade`` command: :func:`main`, then exit.
+
+    After an interruption everything is already cleaned up (temporary files removed, job files
+    consistent), so the process leaves at once: a normal interpreter shutdown can crash (SIGSEGV,
+    seen once in CI) while decoder or OpenMP threads from the interrupted stage are still alive.
+    """
+    code = main()
+    if code == Interrupted.exit_code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()
