@@ -15,6 +15,7 @@ event, so an interrupted conform never leaves a half-written clip or an inconsis
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import json
@@ -658,9 +659,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         if was_trained:
             trained.append(scene)
 
-    jobs = None
-    if options_jobs(options) > 1 and len(pending) > 1:
-        jobs = options_jobs(options)
+    jobs = options.jobs if options.jobs > 1 and len(pending) > 1 else None
 
     def finish(p: _Planned, rep: EventReport, frames: int, seconds: float) -> None:
         rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
@@ -767,6 +766,9 @@ def _scene_grade(
 ):
     """The scene's ShotGrade: loaded from a preset or cube, or fitted/trained on the key frames of its
     events once and cached in ``out_dir/.looks`` (a re-run reuses it)."""
+    import torch
+
+    from grade.cdl import apply_cdl
     from grade.cube import read_cube
     from grade.io import image as image_io
     from grade.pipeline import ShotGrade, _preset_grade, fit_shots
@@ -784,14 +786,14 @@ def _scene_grade(
     key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
     if cache.exists():
-        with _suppress_input_error():
+        with contextlib.suppress(InputError):  # a damaged cache is trained again
             return _preset_grade(read_preset(cache), options.strength, options.stabilise), ("preset", str(cache)), False
     keys = []
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
         for k in shots.keys:
             if settings.apply_cdl and p.event.cdl and not p.event.cdl.is_identity:
-                k = _apply_pre(_cdl_table(p.event.cdl), np.dstack([k, np.full(k.shape[:2], 255, np.uint8)]))[..., :3]
+                k = (apply_cdl(p.event.cdl, torch.from_numpy(k).float() / 255).numpy() * 255 + 0.5).astype(np.uint8)
             keys.append(np.ascontiguousarray(k))
     ref, thumb = image_io.load_reference(desc["reference"], options.working_side)
     grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
@@ -810,10 +812,6 @@ def _scene_grade(
     cache.parent.mkdir(exist_ok=True)
     write_preset(preset, cache, force=True)
     return grade, ("preset", str(cache)), True
-
-
-def options_jobs(options) -> int:
-    return int(getattr(options, "jobs", 1) or 1)
 
 
 _CDL_TABLES: dict = {}
@@ -924,21 +922,13 @@ def _render_parallel(jobs: int, pending: list[_Planned], specs, reports, setting
     pool.shutdown(wait=True)
 
 
-class _suppress_input_error:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, InputError)
-
-
 def _cdl_table(cdl: CDL):
     from grade.cdl import apply_cdl
     from grade.lut import PackedTable, grid_points
 
     n = 33
-    pts = apply_cdl(cdl, grid_points(n))
-    return PackedTable(pts.T.reshape(3, n, n, n).contiguous()), pts.T.reshape(3, n, n, n).contiguous()
+    lut = apply_cdl(cdl, grid_points(n)).T.reshape(3, n, n, n).contiguous()
+    return PackedTable(lut), lut
 
 
 def _apply_pre(pre, pixels):

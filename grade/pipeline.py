@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,7 +24,7 @@ from grade.io.atomic import atomic_output, check_name, check_output_path
 from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
 from grade.model.look import LearnedLook, LookSettings
 from grade.presets import KeyFrame, Library, Preset, build_preset
-from grade.preview import contact_sheet
+from grade.preview import colour_ramp, contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.shots import Shot, detect_shots
 from grade.temporal import Stabiliser
@@ -251,7 +250,7 @@ class _LookSource:
     preset: Preset | None = None
 
 
-def _look_source(look: Path | None, options: GradeOptions, sources: list[Path]) -> _LookSource:
+def _look_source(look: Path | None, options: GradeOptions) -> _LookSource:
     if options.preset is not None:
         preset = Library(options.library).load(options.preset)
         if options.refine and preset.manifest.mode == "lut" and look is None:
@@ -277,13 +276,7 @@ def _look_tile(src: _LookSource, grade: ShotGrade) -> np.ndarray:
     """The preview's left tile: the reference, or for a LUT a ramp of hues and tones through it."""
     if src.thumb is not None:
         return src.thumb
-    hsv = np.zeros((96, 160, 3), np.uint8)
-    hsv[..., 0] = np.linspace(0, 179, 160, dtype=np.uint8)[None]
-    hsv[..., 1] = 200
-    hsv[..., 2] = np.linspace(40, 255, 96, dtype=np.uint8)[:, None]
-    ramp = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    ramp[:, :16] = np.linspace(0, 255, 96, dtype=np.uint8)[:, None, None]
-    return grade.thumb(ramp)
+    return grade.thumb(colour_ramp())
 
 
 def grade_file(
@@ -367,7 +360,7 @@ def grade_files(
     device = resolve_device(options.device)
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    src = _look_source(look, options, paths)
+    src = _look_source(look, options)
     timings["look"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -468,8 +461,7 @@ def _analyse(job: _Job, options: GradeOptions, progress: Progress) -> None:
     """Shots and key frames of a video, or the still itself."""
     if job.info is None:
         job.still = image_io.read_image(job.source, what="input")
-        small = image_io.fit_side(job.still.rgb, options.working_side)
-        job.keys = [small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)]
+        job.keys = [image_io.thumbnail(job.still.rgb, options.working_side)]
         job.shots = [Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)]
         return
     with progress.stage("analyse", job.info.frames) as task:

@@ -91,12 +91,12 @@ def _show(args, library: Library, console) -> int:
 def _write_sheet(preset: Preset, out: Path, force: bool) -> None:
     from grade.io import image as image_io
     from grade.pipeline import _preset_grade
-    from grade.preview import contact_sheet
+    from grade.preview import colour_ramp, contact_sheet
 
     grade = _preset_grade(preset, 1.0)
     rows = [(f"key {i + 1}", k, grade.thumb(k)) for i, k in enumerate(preset.keys)]
     if not rows:  # a LUT preset: show a ramp through it
-        ramp = np.linspace(0, 255, 160 * 96 * 3).reshape(96, 160, 3).astype(np.uint8)
+        ramp = colour_ramp()
         rows = [("ramp", ramp, grade.thumb(ramp))]
     ref = preset.reference if preset.reference is not None else np.full((96, 160, 3), 40, np.uint8)
     data = image_io.encode_image(Path("preview.png"), contact_sheet(ref, rows))

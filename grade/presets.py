@@ -31,6 +31,7 @@ from safetensors.torch import save
 from grade import __version__
 from grade.errors import InputError, OutputError
 from grade.io.atomic import atomic_output
+from grade.io.image import thumbnail
 from grade.lut import apply_lut, fit_lut, resample_lut
 from grade.model.look import LearnedLook, settings_from_json
 
@@ -149,12 +150,8 @@ def colour_stats(rgb: np.ndarray) -> ColourStats:
     )
 
 
-def _thumb(rgb: np.ndarray, side: int) -> np.ndarray:
-    from grade.io.image import fit_side
-
-    small = fit_side(rgb, side)
-    small = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
-    return np.ascontiguousarray(small[..., :3])
+def _rgb_thumb(rgb: np.ndarray, side: int) -> np.ndarray:
+    return np.ascontiguousarray(thumbnail(rgb, side)[..., :3])
 
 
 def _grade_keys(look: LearnedLook | None, lut: torch.Tensor, keys: list[np.ndarray]) -> list[np.ndarray]:
@@ -177,14 +174,22 @@ def _grade_keys(look: LearnedLook | None, lut: torch.Tensor, keys: list[np.ndarr
     return out
 
 
-def lut_error(preset_look: LearnedLook | None, lut: torch.Tensor, fitted: torch.Tensor, keys: list[np.ndarray]):
-    """Mean and 95th-percentile CIEDE2000 between ``fitted`` and the full look on ``keys``."""
+def lut_error(
+    preset_look: LearnedLook | None,
+    lut: torch.Tensor,
+    fitted: torch.Tensor,
+    keys: list[np.ndarray],
+    full: list[np.ndarray] | None = None,
+):
+    """Mean and 95th-percentile CIEDE2000 between ``fitted`` and the full look on ``keys`` (``full``:
+    the look's output on them, when the caller has it already)."""
     from grade.color import delta_e2000, srgb_to_lab
     from grade.io.image import to_tensor
 
     if not keys:
         return None
-    full = _grade_keys(preset_look, lut, keys)
+    if full is None:
+        full = _grade_keys(preset_look, lut, keys)
     des = []
     for k, y in zip(keys, full):
         with torch.inference_mode():
@@ -209,7 +214,7 @@ def fit_look_lut(
     src = torch.cat([to_tensor(k).reshape(3, -1).T for k in keys])
     dst = torch.cat([torch.from_numpy(np.ascontiguousarray(y)).reshape(-1, 3) for y in full])
     fitted = fit_lut(src, dst, look.lut, size)
-    return fitted, lut_error(look, lut, fitted, keys)
+    return fitted, lut_error(look, lut, fitted, keys, full)
 
 
 def build_preset(
@@ -228,8 +233,8 @@ def build_preset(
 ) -> Preset:
     """Assemble a preset from a fitted or trained look (computes the fitted LUT and its error)."""
     validate_name(name)
-    keys = [_thumb(k, KEY_SIDE) for k in (keys or [])]
-    ref = _thumb(reference, REFERENCE_SIDE) if reference is not None else None
+    keys = [_rgb_thumb(k, KEY_SIDE) for k in (keys or [])]
+    ref = _rgb_thumb(reference, REFERENCE_SIDE) if reference is not None else None
     fitted, err = fit_look_lut(learned, lut, keys)
     manifest = Manifest(
         name=name,

@@ -23,6 +23,18 @@ def _label(img: np.ndarray, text: str) -> np.ndarray:
     return np.vstack([bar, img])
 
 
+def colour_ramp() -> np.ndarray:
+    """An RGB uint8 test image ``(96, 160, 3)``: hues across, tones down, a grey ramp on the left
+    (what a LUT does, shown where there is no reference or key frame)."""
+    hsv = np.zeros((96, 160, 3), np.uint8)
+    hsv[..., 0] = np.linspace(0, 179, 160, dtype=np.uint8)[None]
+    hsv[..., 1] = 200
+    hsv[..., 2] = np.linspace(40, 255, 96, dtype=np.uint8)[:, None]
+    ramp = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    ramp[:, :16] = np.linspace(0, 255, 96, dtype=np.uint8)[:, None, None]
+    return ramp
+
+
 def contact_sheet(
     reference: np.ndarray,
     rows: list[tuple[str, np.ndarray, np.ndarray]],

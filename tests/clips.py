@@ -128,6 +128,34 @@ def make_still(path: Path, *, size: tuple[int, int] = (64, 48), scene: int = 1, 
     return path
 
 
+def write_frames(
+    path: Path,
+    frames: list[np.ndarray],
+    *,
+    fps: int = 24,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict | None = None,
+    timecode: str | None = None,
+) -> Path:
+    """Encode RGB uint8 frames as they are (timestamps 0, 1, 2, ... at ``fps``), no audio."""
+    with av.open(str(path), "w") as box:
+        if timecode:
+            box.metadata["timecode"] = timecode
+        s = box.add_stream(codec, rate=fps)
+        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
+        s.options = options or {}
+        s.time_base = Fraction(1, fps)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = i
+            for pkt in s.encode(f):
+                box.mux(pkt)
+        for pkt in s.encode():
+            box.mux(pkt)
+    return path
+
+
 def read_all(path: Path, fmt: str = "rgb24") -> tuple[list[np.ndarray], list[float]]:
     """All frames and their times (seconds)."""
     frames, times = [], []

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
-from clips import read_all, scene_frame
+from clips import read_all, scene_frame, write_frames
 
 from grade.lut import identity_lut
 from grade.model.hrnet import AffineHRNet
@@ -20,18 +18,7 @@ from grade.presets import SUFFIX, build_preset, write_preset
 
 def _write(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
     """Lossless (FFV1) clip, so that only the grade differs between runs."""
-    with av.open(str(path), "w") as box:
-        s = box.add_stream("ffv1", rate=fps)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
-        s.time_base = Fraction(1, fps)
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                box.mux(p)
-        for p in s.encode():
-            box.mux(p)
-    return path
+    return write_frames(path, frames, fps=fps, codec="ffv1", pix_fmt="bgr0")
 
 
 @pytest.fixture(scope="module")

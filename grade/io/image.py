@@ -167,6 +167,12 @@ def fit_side(img: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
 
 
+def thumbnail(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` with its long side at most ``side``, as uint8 (16-bit images keep their top 8 bits)."""
+    small = fit_side(rgb, side)
+    return small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
+
+
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """``(H, W, 3)`` uint8/uint16/float -> ``(3, H, W)`` float32 in [0, 1]."""
     if rgb.dtype == np.uint8:
@@ -189,8 +195,7 @@ def load_reference(path: str | Path, side: int = 512) -> tuple[torch.Tensor, np.
         raise InputError(f"reference is a video, not a still image: {path} (export a frame as PNG/JPEG)")
     still = read_image(path, what="reference")
     small = fit_side(still.rgb, side)
-    thumb = small if small.dtype == np.uint8 else (small >> 8).astype(np.uint8)
-    return to_tensor(small), thumb
+    return to_tensor(small), thumbnail(small, side)
 
 
 VIDEO_HINTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".ts", ".mts"}

@@ -196,7 +196,7 @@ class LearnedLook:
         field, _ = self.field_small(small.permute(2, 0, 1)[None])
         if stabiliser is not None:
             luma = cv2.cvtColor(np.ascontiguousarray(shrunk), cv2.COLOR_RGB2GRAY)
-            field = stabiliser.step(luma if not deep else (luma >> 8).astype(np.uint8), field)
+            field = stabiliser.step(luma, field)  # 8 or 16-bit luma
         base = None
         if table is not None and not deep:  # the global part through the 8-bit table, as planes
             base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
