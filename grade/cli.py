@@ -240,8 +240,8 @@ class RichProgress:
         try:
             yield _Task()
         finally:
-            t = progress.tasks[-1] if progress.tasks else None
-            if t is not None and t.id == task_id and t.total is not None and t.completed < t.total:
+            t = next((t for t in progress.tasks if t.id == task_id), None)  # stages may overlap
+            if t is not None and t.total is not None and t.completed < t.total:
                 progress.update(task_id, total=t.completed)  # estimates were high: show it done
 
 

@@ -7,6 +7,7 @@ every output written to a temporary file and renamed into place only when comple
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,6 +364,13 @@ def grade_files(
     src = _look_source(look, options)
     timings["look"] = time.perf_counter() - t
 
+    joint = options.joint or options.save_preset is not None
+    if len(jobs) == 1 and jobs[0].info is not None and src.kind == "reference" and options.mode == "fast" and not joint:
+        # one video, a fitted look per shot: analysis and fitting run while earlier shots render
+        fields, shared = _stream_video(jobs[0], src.reference, options, progress, timings)
+        reports = [_report(jobs[0].source, jobs[0].out, src, options, device, dict(timings), **fields)]
+        return _finish(jobs, src, shared, reports, options, library, guarded, look)
+
     t = time.perf_counter()
     for job in jobs:
         _analyse(job, options, progress)
@@ -370,7 +378,6 @@ def grade_files(
 
     t = time.perf_counter()
     all_keys = [k for job in jobs for k in job.keys]
-    joint = options.joint or options.save_preset is not None
     if src.kind == "cube":
         shared = [ShotGrade(src.lut, options.strength)]
     elif src.kind == "preset" and not options.refine:
@@ -395,6 +402,11 @@ def grade_files(
         fields = render(job, options, progress)
         timings["render"] = timings.get("render", 0.0) + time.perf_counter() - t
         reports.append(_report(job.source, job.out, src, options, device, dict(timings), shots=job.shots, **fields))
+    return _finish(jobs, src, shared, reports, options, library, guarded, look)
+
+
+def _finish(jobs, src: _LookSource, shared, reports, options: GradeOptions, library, guarded, look) -> list:
+    """After every output is written: the preview and the preset, named in the reports."""
     preview = None
     if options.preview:
         rows = [
@@ -509,27 +521,161 @@ def _stabiliser_seconds(grades: list[ShotGrade]) -> float | None:
     return sum(s.seconds for s in stabs.values()) if stabs else None
 
 
-def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
-    info, grades = job.info, job.grades
+class _FixedShots:
+    """The grade of each frame when every shot is known before the render."""
+
+    def __init__(self, job: _Job) -> None:
+        self.ends, self.grades = [s.end for s in job.shots], job.grades
+
+    def grade_for(self, index: int) -> tuple[int, ShotGrade]:
+        shot = min(bisect.bisect_right(self.ends, index), len(self.ends) - 1)
+        return shot, self.grades[shot]
+
+
+class _Stopped(Exception):
+    """The render ended (or failed): the background analysis stops."""
+
+
+class _ShotFeed:
+    """Shots and their grades as a background analysis finds and fits them, while the render runs.
+
+    The analysis prepares at most ``ahead`` shots beyond the one being rendered (each holds a
+    48 MiB lookup table), so memory stays bounded however many shots the clip has; the render
+    waits only when it reaches a shot whose end the analysis has not seen yet.
+    """
+
+    def __init__(self, ahead: int = 1) -> None:
+        self.cond = threading.Condition()
+        self.ends: list[int] = []
+        self.grades: list[ShotGrade] = []
+        self.rendering = 0
+        self.ahead = ahead
+        self.done = False
+        self.stopped = False
+        self.error: BaseException | None = None
+
+    def check(self) -> None:
+        """Raise in the background thread once the render has stopped."""
+        if self.stopped:
+            raise _Stopped
+
+    def add(self, end: int, grade: ShotGrade, prepare) -> None:
+        """Background: publish the next shot's grade, after waiting for room to prepare it."""
+        with self.cond:
+            while len(self.grades) > self.rendering + self.ahead:
+                self.check()
+                self.cond.wait(0.1)
+        self.check()
+        prepare(grade)
+        with self.cond:
+            self.ends.append(end)
+            self.grades.append(grade)
+            self.cond.notify_all()
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self.cond:
+            self.done, self.error = True, error
+            self.cond.notify_all()
+
+    def grade_for(self, index: int) -> tuple[int, ShotGrade]:
+        """Render thread: the shot of frame ``index`` and its grade (waits for the analysis)."""
+        with self.cond:
+            while True:
+                if self.error is not None:
+                    raise self.error
+                shot = bisect.bisect_right(self.ends, index)
+                if shot < len(self.ends):
+                    break
+                if self.done:
+                    if not self.ends:
+                        raise InputError("no decodable video frame")
+                    shot = len(self.ends) - 1  # frames the analysis did not count: the last shot's grade
+                    break
+                self.cond.wait(0.1)
+            if shot != self.rendering:
+                self.rendering = shot
+                self.cond.notify_all()
+            return shot, self.grades[shot]
+
+
+def _stream_video(
+    job: _Job, reference: torch.Tensor, options: GradeOptions, progress: Progress, timings: dict[str, float]
+) -> tuple[dict, list[ShotGrade]]:
+    """Analyse, fit (fast mode) and render one video in one go: a background thread finds the shots
+    and fits each one's look while the render grades the shots already fitted. Same result as
+    analysing first, then fitting, then rendering; the analysis pass hides behind the encoder."""
+    info = job.info
+    native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
+    matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
+    feed = _ShotFeed()
+    found: dict = {}
+    fit_seconds = [0.0]
+
+    def on_shot(start: int, end: int, key_frame: int, key: np.ndarray) -> None:
+        t = time.perf_counter()
+        lut = fast_lut([image_io.to_tensor(key)], reference, TransferSettings(seed=options.seed))
+        fit_seconds[0] += time.perf_counter() - t
+        feed.add(end, ShotGrade(lut, options.strength), lambda g: g.prepare(native, matrix, full_range))
+
+    def analyse() -> None:
+        t = time.perf_counter()
+        try:
+            with progress.stage("analyse", info.frames) as task:
+
+                def on_frame(i: int) -> None:
+                    feed.check()
+                    task.update(completed=i)
+
+                found["shots"] = detect_shots(job.source, info, on_frame=on_frame, on_shot=on_shot)
+            feed.close()
+        except _Stopped:
+            feed.close()
+        except BaseException as e:  # handed to the render thread, which raises it
+            feed.close(e)
+        found["seconds"] = time.perf_counter() - t
+
+    worker = threading.Thread(target=analyse, name="grade-analyse", daemon=True)
+    t = time.perf_counter()
+    worker.start()
+    try:
+        fields = _render_video(job, options, progress, feed)
+    finally:
+        feed.stopped = True
+        worker.join()
+        for g in feed.grades:
+            g.release()  # a table the analysis prepared after the render had ended
+    if feed.error is not None:
+        raise feed.error
+    shots = found["shots"]
+    job.shots, job.keys, job.grades = shots.shots, shots.keys, feed.grades
+    timings["analyse"] = found["seconds"]
+    timings["fit"] = fit_seconds[0]
+    timings["render"] = time.perf_counter() - t  # overlaps the analysis and the fitting
+    return {**fields, "shots": job.shots}, feed.grades
+
+
+def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _ShotFeed | None = None) -> dict:
+    info = job.info
+    pick = shots or _FixedShots(job)
     current = {"shot": -1}
-    ends = [s.end for s in job.shots]
-    fixed = all(g.learned is None for g in grades)
+    fixed = all(g.learned is None for g in job.grades)  # streamed shots are fast-mode ones
     native = fixed and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
-        shot = min(bisect.bisect_right(ends, index), len(ends) - 1)
+        shot, grade = pick.grade_for(index)
         if current["shot"] != shot:
-            if current["shot"] >= 0 and grades[current["shot"]] is not grades[shot]:
-                grades[current["shot"]].release()  # free the previous shot's table before building the next
-            grades[shot].prepare(native, matrix, full_range)
-            current["shot"] = shot
-        return grades[shot].grade(pixels, info.height, info.width)
+            previous = current.get("grade")
+            if previous is not None and previous is not grade:
+                previous.release()  # free the previous shot's table before building the next
+            grade.prepare(native, matrix, full_range)
+            current["shot"], current["grade"] = shot, grade
+        return grade.grade(pixels, info.height, info.width)
 
     def on_frame(i: int) -> None:
         task.advance()
         if i % 12 == 11:
-            stab = _stabiliser_seconds(grades)
+            stab = _stabiliser_seconds(pick.grades)
             if stab is not None:
                 task.update(info=f"stabiliser {1000 * stab / (i + 1):.1f} ms/frame")
 
@@ -547,9 +693,9 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress) -> dict:
             on_frame=on_frame,
             pixel_format="yuv420p" if native else None,
         )
-    for g in grades:
+    for g in pick.grades:
         g.release()
-    stab = _stabiliser_seconds(grades)
+    stab = _stabiliser_seconds(pick.grades)
     return {
         "stabiliser_ms_per_frame": round(1000 * stab / max(1, stats.frames), 2) if stab is not None else None,
         "kind": "video",

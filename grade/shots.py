@@ -140,11 +140,15 @@ def detect_shots(
     settings: ShotSettings = ShotSettings(),
     on_frame: Callable[[int], None] | None = None,
     frames: tuple[int, int] | None = None,
+    on_shot: Callable[[int, int, int, np.ndarray], None] | None = None,
 ) -> ShotList:
     """One decoding pass: cuts, shots and their key frames (memory bounded, not per-frame images).
 
     ``frames=(start, end)`` analyses only that range of the source's frames (an edit's event);
-    the shots' frame numbers and times are then relative to ``start``.
+    the shots' frame numbers and times are then relative to ``start``. ``on_shot(start, end, key,
+    key_image)`` is called as soon as each shot is complete (``window`` frames after its last one),
+    so that a caller can start grading it while the rest is still being analysed; an exception
+    raised by ``on_frame`` or ``on_shot`` stops the pass.
 
     Raises:
         InputError: unreadable media (see :func:`grade.io.video.probe`).
@@ -175,11 +179,16 @@ def detect_shots(
             c >= settings.min_change and c / max(avg, 1e-3) >= settings.threshold and i - cuts[-1] >= settings.min_shot
         )
 
+    def finish(end: int) -> None:
+        finished.append((builder.start, end, *builder.best()))
+        if on_shot:
+            on_shot(*finished[-1])
+
     def commit(item) -> None:
         nonlocal builder
         i, frame, hist = item
         if i > 0 and decide(i):
-            finished.append((builder.start, i, *builder.best()))
+            finish(i)
             cuts.append(i)
             builder = _ShotBuilder(i, settings, key_size)
         builder.add(i, frame, hist, kw)
@@ -218,7 +227,7 @@ def detect_shots(
     while pending:
         commit(pending.popleft())
     if builder.count:
-        finished.append((builder.start, index, *builder.best()))
+        finish(index)
     t0 = times[0] if times else 0.0
     end_time = (times[-1] - t0 + 1.0 / info.fps) if times else 0.0
     shots, keys = [], []
