@@ -118,13 +118,17 @@ def _expand(small: torch.Tensor, out: np.ndarray) -> np.ndarray:
     """Expand ``(C, n, n, n)`` values in [0, 255] to every 8-bit code, into ``out`` ``(256**3, >=C)`` uint8.
 
     ``small``'s axes must already run (slowest, middle, fastest) = (third, second, first) code of
-    the index ``c0 | c1 << 8 | c2 << 16``; channel k lands in column k of ``out``. One channel at a
-    time keeps temporaries near 80 MiB.
+    the index ``c0 | c1 << 8 | c2 << 16``; channel k lands in column k of ``out``. Trilinear, done
+    separably: the two fast axes on the small grid first (cheap), then the slowest axis as one
+    linear pass over the 256**3 values, a channel at a time (temporaries near 64 MiB); a third
+    less work than a 3D interpolation, same values.
     """
+    c, n = small.shape[0], small.shape[1]
     with torch.inference_mode():
-        for k in range(small.shape[0]):
-            one = small[k][None, None].float()
-            big = F.interpolate(one, size=(256, 256, 256), mode="trilinear", align_corners=True)
+        flat = small.float().reshape(c * n, 1, n, n)
+        planes = F.interpolate(flat, size=(256, 256), mode="bilinear", align_corners=True).reshape(c, n, 256 * 256)
+        for k in range(c):
+            big = F.interpolate(planes[k][None, None], size=(256, 256 * 256), mode="bilinear", align_corners=True)
             col = big.reshape(-1).add_(0.5).clamp_(0, 255).to(torch.uint8).numpy()
             if out.shape[1] == 1:
                 out[:, 0] = col
@@ -216,6 +220,8 @@ class YuvTable:
         # luma alone (16 MiB) for the full-resolution lookups; Cb | Cr << 8 (32 MiB) for the chroma ones
         self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
         self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
+        self._zeros: np.ndarray | None = None
+        self._index: np.ndarray | None = None
 
     def apply_yuv420(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade a yuv420p frame as PyAV lays it out: ``(H * 3 // 2, W)`` uint8 (even H and W)."""
@@ -224,18 +230,19 @@ class YuvTable:
         h2, w2 = height // 2, width // 2
         y = planes[:height]
         chroma = planes[height:].reshape(-1)
-        u = chroma[: h2 * w2].reshape(h2, w2)
-        v = chroma[h2 * w2 :].reshape(h2, w2)
-        zero_full = np.zeros((height, width), np.uint8)
-        uf = cv2.resize(u, (width, height), interpolation=cv2.INTER_NEAREST)
-        vf = cv2.resize(v, (width, height), interpolation=cv2.INTER_NEAREST)
-        idx = cv2.merge([y, uf, vf, zero_full]).view(np.uint32)[..., 0]
+        uv = cv2.merge([chroma[: h2 * w2].reshape(h2, w2), chroma[h2 * w2 :].reshape(h2, w2)])
+        if self._zeros is None or self._zeros.shape != (height, width):
+            # scratch planes kept between frames (fresh 2-8 MiB arrays cost page faults every frame)
+            self._zeros = np.zeros((height, width), np.uint8)
+            self._index = np.empty((height, width, 4), np.uint8)
+        uv_full = cv2.resize(uv, (width, height), interpolation=cv2.INTER_NEAREST)
+        idx = cv2.merge([y, uv_full, self._zeros], dst=self._index).view(np.uint32)[..., 0]
         out = np.empty_like(planes)
         _gather(self.luma, idx, out=out[:height])
         ym = cv2.resize(y, (w2, h2), interpolation=cv2.INTER_AREA)
-        cidx = cv2.merge([ym, u, v, np.zeros((h2, w2), np.uint8)]).view(np.uint32)[..., 0]
+        cidx = cv2.merge([ym, uv, self._zeros[:h2, :w2]]).view(np.uint32)[..., 0]
         c = _gather(self.chroma, cidx).view(np.uint8).reshape(h2, w2, 2)
-        oc = out[height:].reshape(-1)
-        oc[: h2 * w2] = c[..., 0].reshape(-1)
-        oc[h2 * w2 :] = c[..., 1].reshape(-1)
+        oc = out[height:].reshape(2, h2, w2)
+        oc[0] = c[..., 0]
+        oc[1] = c[..., 1]
         return out
