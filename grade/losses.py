@@ -245,15 +245,23 @@ def segment_loss(
     return total / shares.sum().clamp_min(1e-6)
 
 
-def contrast_loss(out_lab: torch.Tensor, base_lab: torch.Tensor, radius: int = 3, keep: float = 0.9) -> torch.Tensor:
-    """Penalises local contrast of L* lost against the global grade ``base_lab`` (haze), not contrast gained.
-
-    Local contrast: the standard deviation of L* in ``(2r+1)^2`` windows.
+def contrast_loss(
+    out_lab: torch.Tensor, base_lab: torch.Tensor, radii: tuple[int, ...] = (3,), keep: float = 0.9
+) -> torch.Tensor:
+    """Penalises contrast of L* lost against the global grade ``base_lab`` (haze, lifted blacks), not
+    contrast gained: local (the standard deviation of L* in ``(2r+1)^2`` windows, at each radius)
+    and over the whole frame (its standard deviation of L*).
     """
-    k = (2 * radius + 1, 2 * radius + 1)
 
-    def local_std(lum: torch.Tensor) -> torch.Tensor:
+    def local_std(lum: torch.Tensor, r: int) -> torch.Tensor:
+        k = (2 * r + 1, 2 * r + 1)
         mu = KF.box_blur(lum, k, border_type="reflect")
         return (KF.box_blur(lum * lum, k, border_type="reflect") - mu * mu).clamp_min(1e-6).sqrt()
 
-    return F.relu(keep * local_std(base_lab[:, :1]) - local_std(out_lab[:, :1])).mean()
+    out_l, base_l = out_lab[:, :1], base_lab[:, :1]
+    loss = sum(
+        F.relu(keep * local_std(base_l, r) - local_std(out_l, r)).mean()
+        for r in radii
+        if 2 * r + 1 < min(out_l.shape[-2:])
+    )
+    return loss + F.relu(keep * base_l.std(dim=(-2, -1)) - out_l.std(dim=(-2, -1))).mean()

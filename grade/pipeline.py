@@ -40,7 +40,7 @@ class GradeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = "fast"
+    mode: Mode = "learned"
     strength: float = Field(1.0, ge=0.0, le=1.0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     codec: str | None = None

@@ -48,6 +48,9 @@ class TrainSettings:
     directions: int = 64  # fixed projections of the sliced distances (as many as gradeeval uses)
     seed: int = 0
     segments: int = 5  # joint segments of shot and reference for the regional look term (0: off)
+    # key frames whose L* spread is below this (black, a flat colour) keep the global grade: there is
+    # nothing regional to learn, and the distribution terms would only lift black toward the reference
+    flat_std: float = 2.0
     weights: LossWeights = field(default_factory=LossWeights)
     region: RegionSpec = field(default_factory=RegionSpec)
 
@@ -151,7 +154,8 @@ def train_look(
     best, since_best, ema = math.inf, 0, None
     stopped = False
     step = 0
-    for step in range(1, settings.steps + 1):
+    flat = max(float(fr["lab_in"][:, :1].std()) for fr in frames) < settings.flat_std
+    for step in range(1, 0 if flat else settings.steps + 1):
         total = torch.zeros((), device=device)
         for fr in frames:
             coef = net(fr["inp"])

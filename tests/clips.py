@@ -178,3 +178,15 @@ def audio_duration(path: Path) -> float:
                 first = p.pts
             total = max(total, (p.pts + (p.duration or 0)))
         return float((total - (first or 0)) * s.time_base)
+
+
+def cli_args(args) -> list[str]:
+    """Command-line words as strings. A grade from a reference still that names no ``--mode`` gets
+    ``--mode fast``: the learned default trains for seconds per shot, and the tests that use this
+    are about everything around the look (the default itself has its own tests in test_learned)."""
+    words = [str(a) for a in args]
+    if "--look" in words and "--mode" not in words and "--preset" not in words:
+        look = words[words.index("--look") + 1] if words.index("--look") + 1 < len(words) else ""
+        if not look.lower().endswith(".cube"):
+            words += ["--mode", "fast"]
+    return words

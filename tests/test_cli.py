@@ -10,14 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from clips import audio_duration, make_clip, make_still, read_all
+from clips import audio_duration, cli_args, make_clip, make_still, read_all
 from conftest import no_temp_files, sha
 
 from grade.cli import main
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
+    code = main(cli_args(args))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -149,7 +149,8 @@ def test_cuda_request_without_gpu(capsys, clip: Path, reference: Path) -> None:
 def test_console_script_runs_without_traceback(tmp_path: Path, clip: Path, reference: Path) -> None:
     exe = Path(sys.executable).with_name("grade")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "grade"]
-    ok = subprocess.run([*cmd, str(clip), "--look", str(reference), "-q"], capture_output=True, text=True, timeout=120)
+    words = cli_args([clip, "--look", reference, "-q"])
+    ok = subprocess.run([*cmd, *words], capture_output=True, text=True, timeout=120)
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run([*cmd, str(clip), "--look", str(reference)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 3 and "exists" in bad.stderr and "Traceback" not in bad.stderr

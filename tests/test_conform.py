@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import opentimelineio as otio
 import pytest
-from clips import make_still, scene_frame, write_frames
+from clips import cli_args, make_still, scene_frame, write_frames
 from conftest import no_temp_files, sha
 
 from grade.cli import main
@@ -25,7 +25,7 @@ BITS = 10
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
+    code = main(cli_args(args))
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -124,7 +124,7 @@ def test_conform_is_frame_accurate_with_handles(capsys, project) -> None:
 def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: Path) -> None:
     root, media, edl = project
     ref = make_still(root / "ref.png", size=(80, 60), scene=1)
-    args = ["conform", str(edl), "--media", str(media), "--look", str(ref), "-o"]
+    args = ["conform", str(edl), "--media", str(media), "--look", str(ref), "--mode", "fast", "-o"]
     code, o, err = run(capsys, *args, root / "clean", "--json")
     assert code == 0, err
     clean = {e["number"]: sha(Path(e["output"])) for e in json.loads(o)["events"]}

@@ -20,7 +20,7 @@ def test_signal_during_render_leaves_nothing(tmp_path: Path, reference: Path, si
     before = sha(src)
     out = tmp_path / "out.mov"  # ProRes: slow enough to be caught mid-render
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "-o", str(out), "--json"],
+        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "--mode", "fast", "-o", str(out), "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -53,7 +53,7 @@ def test_disk_full_during_encode_publishes_nothing(tmp_path: Path, reference: Pa
     src = make_clip(tmp_path / "clip.mp4", frames=60, size=(320, 240), audio=True)
     out = tmp_path / "out.mp4"
     proc = subprocess.run(
-        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "-o", str(out), "-q"],
+        [sys.executable, "-m", "grade", str(src), "--look", str(reference), "--mode", "fast", "-o", str(out), "-q"],
         capture_output=True,
         text=True,
         timeout=120,  # a writer that dies must not leave the renderer waiting forever

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from clips import make_clip, read_all, scene_frame
+from clips import make_clip, read_all, scene_frame, write_frames
 from test_lut_transfer import sliced_w1, structure
 
 from grade.cli import main
@@ -106,6 +106,33 @@ def test_cli_learned_mode_end_to_end(capsys, tmp_path: Path, reference: Path) ->
     assert report["mode"] == "learned" and report["frames"] == 6
     frames, _ = read_all(tmp_path / "shot.graded.mp4")
     assert len(frames) == 6
+
+
+def test_the_default_mode_is_learned(capsys, tmp_path: Path, reference: Path) -> None:
+    src = make_clip(tmp_path / "shot.mp4", frames=4, audio=False)
+    code = main([str(src), "--look", str(reference), "--steps", "4", "--json"])  # no --mode
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["mode"] == "learned" and report["frames"] == 4
+
+
+def test_a_flat_key_frame_keeps_the_global_grade(capsys, tmp_path: Path, reference: Path) -> None:
+    """Black (or one flat colour) has nothing regional to learn: no training, and black stays black."""
+    black = torch.zeros(3, 48, 64)
+    ref = to_tensor(scene_frame(80, 60, 5, 1))
+    lut = fast_lut(black, ref)
+    look, report = train_look(black, ref, lut, SMALL, FAST)
+    assert report.steps == 0
+    base = apply_lut(lut, black[None])[0]
+    assert torch.allclose(look.apply(black[None])[0], base, atol=2 / 255)
+    # through the command line, in the default (learned) mode
+    src = tmp_path / "black.mp4"
+    write_frames(src, [np.zeros((48, 64, 3), np.uint8)] * 4)
+    code = main([str(src), "--look", str(reference), "-o", str(tmp_path / "out.mp4"), "-q"])
+    assert code == 0, capsys.readouterr().err
+    frames, _ = read_all(tmp_path / "out.mp4")
+    assert max(float(f.mean()) for f in frames) < 12
 
 
 def test_saved_and_reloaded_look_gives_identical_output(trained, tmp_path: Path) -> None:

@@ -43,7 +43,10 @@ def main() -> int:
 
     pipeline.ShotGrade.grade = slow_grade
     pipeline.train_look = slow_train
-    return grade_main(args)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the clips helpers
+    from clips import cli_args
+
+    return grade_main(cli_args(args))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import av
 import pytest
-from clips import make_clip, make_still
+from clips import cli_args, make_clip, make_still
 from conftest import no_temp_files, sha
 
 from grade.cli import main
@@ -81,7 +81,7 @@ def test_sigkill_during_render_then_the_next_run_cleans_up(tmp_path: Path, long_
     assert not out.exists() and sha(long_clip) == before
     stale = list(tmp_path.glob(f".out{TMP_MARK}*"))
     assert len(stale) == 1  # killed outright: nothing could remove it ...
-    assert main([str(long_clip), "--look", str(reference), "-o", str(out), "-q"]) == 0
+    assert main(cli_args([long_clip, "--look", reference, "-o", out, "-q"])) == 0
     assert _frames(out) == 40 and no_temp_files(tmp_path)  # ... until the next run for that output
 
 
@@ -168,7 +168,7 @@ def test_decompression_bombs_cost_no_memory(tmp_path: Path, reference: Path) -> 
         "from grade.cli import main\n"
         "import torch\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"codes = [main([{str(huge)!r}, '--look', {str(reference)!r}, '-q']),\n"
+        f"codes = [main([{str(huge)!r}, '--look', {str(reference)!r}, '--mode', 'fast', '-q']),\n"
         f"         main([{str(reference)!r}, '--look', {str(png)!r}, '-o', {str(tmp_path / 'a.png')!r}, '-q']),\n"
         f"         main([{str(reference)!r}, '--look', {str(tif)!r}, '-o', {str(tmp_path / 'b.png')!r}, '-q'])]\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import opentimelineio as otio
 import pytest
-from clips import make_clip, make_still, read_all
+from clips import cli_args, make_clip, make_still, read_all
 
 from grade.cli import main
 from grade.cube import write_cube
@@ -818,7 +818,7 @@ def test_hostile_input(case: Case, tmp_path: Path, good_preset: Path, capsys, mo
     monkeypatch.setenv("GRADE_PRESETS", str(tmp_path / "library"))
     monkeypatch.chdir(tmp_path)
     ctx = Ctx(tmp_path, good_preset)
-    args = [str(a) for a in case.build(ctx)]
+    args = cli_args(case.build(ctx))
     if "--json" not in args:
         args.append("-q")  # no progress bars: stderr holds the error line alone
     before = {k: v for k, v in _snapshot(tmp_path).items() if TMP_MARK not in k}  # stale ones may go
