@@ -551,7 +551,8 @@ class _ShotFeed:
         self.rendering = 0
         self.ahead = ahead
         self.done = False
-        self.stopped = False
+        self.stopped = False  # the render failed: the analysis stops
+        self.rendered = False  # the render is complete: the analysis finishes without preparing tables
         self.error: BaseException | None = None
 
     def check(self) -> None:
@@ -562,14 +563,22 @@ class _ShotFeed:
     def add(self, end: int, grade: ShotGrade, prepare) -> None:
         """Background: publish the next shot's grade, after waiting for room to prepare it."""
         with self.cond:
-            while len(self.grades) > self.rendering + self.ahead:
+            while not self.rendered and len(self.grades) > self.rendering + self.ahead:
                 self.check()
                 self.cond.wait(0.1)
         self.check()
-        prepare(grade)
+        if not self.rendered:
+            prepare(grade)
         with self.cond:
             self.ends.append(end)
             self.grades.append(grade)
+            self.cond.notify_all()
+
+    def end_render(self, ok: bool) -> None:
+        """Render thread, when it is done: on success let the analysis finish (it may still be
+        reading the last frames), else stop it."""
+        with self.cond:
+            self.rendered, self.stopped = ok, not ok
             self.cond.notify_all()
 
     def close(self, error: BaseException | None = None) -> None:
@@ -637,10 +646,12 @@ def _stream_video(
     worker = threading.Thread(target=analyse, name="grade-analyse", daemon=True)
     t = time.perf_counter()
     worker.start()
+    ok = False
     try:
         fields = _render_video(job, options, progress, feed)
+        ok = True
     finally:
-        feed.stopped = True
+        feed.end_render(ok)
         worker.join()
         for g in feed.grades:
             g.release()  # a table the analysis prepared after the render had ended

@@ -15,7 +15,7 @@ import pytest
 from clips import make_clip, read_all
 
 from grade.errors import InputError
-from grade.pipeline import GradeOptions, ShotGrade, _ShotFeed, grade_file, grade_files
+from grade.pipeline import GradeOptions, ShotGrade, _ShotFeed, _Stopped, grade_file, grade_files
 from grade.shots import detect_shots
 
 
@@ -75,3 +75,18 @@ def test_an_analysis_error_reaches_the_render_as_itself() -> None:
     empty.close()
     with pytest.raises(InputError, match="no decodable video frame"):
         empty.grade_for(0)
+
+
+def test_feed_after_the_render_ends() -> None:
+    """A complete render lets the analysis finish without waiting or building tables; a failed one stops it."""
+    done = _ShotFeed(ahead=0)
+    built: list[int] = []
+    done.add(10, ShotGrade.__new__(ShotGrade), lambda g: built.append(1))
+    done.end_render(True)
+    for n in range(3):  # far beyond the render: no wait for room, no table
+        done.add(20 + n, ShotGrade.__new__(ShotGrade), lambda g: built.append(1))
+    assert built == [1] and len(done.grades) == 4
+    failed = _ShotFeed()
+    failed.end_render(False)
+    with pytest.raises(_Stopped):
+        failed.add(10, ShotGrade.__new__(ShotGrade), lambda g: None)
