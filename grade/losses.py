@@ -34,6 +34,9 @@ class LossWeights:
     matting: float = 200.0
     smooth: float = 2.0
     contrast: float = 1.0  # local contrast kept against the global grade (no haze)
+    # the grade's correction at the key frame and at the next frame, motion-compensated, should agree
+    # (Ruder et al. 2016); off: measured without a gain (BENCHMARKS.md, "Temporal term in training")
+    temporal: float = 0.0
 
 
 def to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -265,3 +268,17 @@ def contrast_loss(
         if 2 * r + 1 < min(out_l.shape[-2:])
     )
     return loss + F.relu(keep * base_l.std(dim=(-2, -1)) - out_l.std(dim=(-2, -1))).mean()
+
+
+def temporal_loss(res_a: torch.Tensor, res_b: torch.Tensor, grid_ba: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Warped inconsistency of the grade between two neighbouring frames (where the flow is trusted).
+
+    Args:
+        res_a, res_b: ``(1, 3, h, w)`` the grade's change of each frame (Lab of output minus base).
+        grid_ba: ``(1, h, w, 2)`` sampling grid (``grid_sample``, align_corners) that brings frame a
+            onto frame b's pixels.
+        conf: ``(1, 1, h, w)`` in [0, 1]: trust in that correspondence (occlusions, motion edges,
+            light changes are 0).
+    """
+    warped = F.grid_sample(res_a, grid_ba, mode="bilinear", padding_mode="border", align_corners=True)
+    return (conf * (res_b - warped).abs()).sum() / (3 * conf.sum().clamp_min(1.0))

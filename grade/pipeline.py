@@ -171,15 +171,19 @@ def fit_shots(
     progress: Progress,
     joint: bool = False,
     init: Preset | None = None,
+    neighbours: list[np.ndarray | None] | None = None,
 ) -> list[ShotGrade]:
     """Fit (fast) or train (learned) the grades of key frames (RGB uint8, long side <= 512).
 
     One grade per key frame, or with ``joint`` one grade for all of them (a scene: the shots match
     each other). ``init`` warm-starts from a preset (``--refine``): its network is fine-tuned on the
-    keys (a fraction of the cold training steps).
+    keys (a fraction of the cold training steps). ``neighbours``: the frame after each key frame
+    (or None), for the training's temporal term when its weight is set.
     """
     tensors = [image_io.to_tensor(k) for k in keys]
+    after = [None if n is None else image_io.to_tensor(n) for n in (neighbours or [None] * len(keys))]
     groups = [tensors] if joint else [[t] for t in tensors]
+    next_groups = [after] if joint else [[a] for a in after]
     mode = options.mode if init is None else ("learned" if init.learned is not None else "fast")
     luts = []
     with progress.stage("fit", len(groups)) as task:
@@ -195,7 +199,7 @@ def fit_shots(
     settings = TrainSettings(seed=options.seed, steps=options.steps or default_steps)
     grades = []
     with progress.stage("train", len(groups) * settings.steps) as task:
-        for n, (group, lut) in enumerate(zip(groups, luts)):
+        for n, (group, lut, nexts) in enumerate(zip(groups, luts, next_groups)):
 
             def on_step(step: int, total: int, loss: float, n: int = n) -> None:
                 label = "scene" if joint else f"shot {n + 1}"
@@ -210,6 +214,7 @@ def fit_shots(
                 device,
                 on_step,
                 init=init.learned if init is not None else None,
+                neighbours=nexts,
             )
             look.strength = options.strength
             grades.append(ShotGrade(lut, options.strength, look, options.stabilise))
@@ -235,6 +240,7 @@ class _Job:
     info: video_io.VideoInfo | None  # None: a still
     shots: list[Shot] = field(default_factory=list)
     keys: list[np.ndarray] = field(default_factory=list)
+    neighbours: list[np.ndarray | None] = field(default_factory=list)  # the frame after each key frame
     still: image_io.Still | None = None
     grades: list[ShotGrade] = field(default_factory=list)
 
@@ -378,13 +384,14 @@ def grade_files(
 
     t = time.perf_counter()
     all_keys = [k for job in jobs for k in job.keys]
+    all_next = [n for job in jobs for n in (job.neighbours or [None] * len(job.keys))]
     if src.kind == "cube":
         shared = [ShotGrade(src.lut, options.strength)]
     elif src.kind == "preset" and not options.refine:
         shared = [_preset_grade(src.preset, options.strength, options.stabilise)]
     else:
         shared = fit_shots(
-            all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset
+            all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset, all_next
         )
     if len(shared) == 1:
         for job in jobs:
@@ -478,7 +485,7 @@ def _analyse(job: _Job, options: GradeOptions, progress: Progress) -> None:
         return
     with progress.stage("analyse", job.info.frames) as task:
         shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i))
-    job.shots, job.keys = shots.shots, shots.keys
+    job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
 
 
 def _render_still(job: _Job, options: GradeOptions, progress: Progress) -> dict:

@@ -64,6 +64,8 @@ class ShotList:
     shots: list[Shot]
     keys: list[np.ndarray] = field(repr=False)  # per shot: RGB uint8 (h, w, 3), long side <= key_side
     frames: int = 0
+    # per shot: the frame after the key frame (same size), or None (the key frame ends the shot)
+    neighbours: list[np.ndarray | None] = field(default_factory=list, repr=False)
 
     def shot_of(self, frame: int) -> int:
         for s in self.shots:
@@ -104,6 +106,7 @@ class _ShotBuilder:
         self.start, self.settings, self.size = start, settings, size
         self.stride = 1
         self.candidates: list[tuple[int, np.ndarray, np.ndarray, float, float]] = []
+        self.next_frames: dict[int, np.ndarray] = {}  # candidate index -> the following frame
         self.hist_sum = np.zeros(64, np.float64)
         self.count = 0
 
@@ -111,16 +114,24 @@ class _ShotBuilder:
         self.hist_sum += hist
         self.count += 1
         k = index - self.start
+        if frame is not None and self.candidates and self.candidates[-1][0] == index - 1:
+            # the frame after a candidate: the training's temporal term compares the two
+            self.next_frames[index - 1] = self._small(frame, kw)
         if frame is None or k % self.stride:
             return
-        rgb = frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1], interpolation="AREA", **kw)
+        rgb = self._small(frame, kw)
         luma = float(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).mean())
         self.candidates.append((index, rgb, hist, _sharpness(rgb), luma))
         if len(self.candidates) > 2 * self.settings.candidates:
             self.stride *= 2
             self.candidates = [c for c in self.candidates if (c[0] - self.start) % self.stride == 0]
+            kept = {c[0] for c in self.candidates}
+            self.next_frames = {i: f for i, f in self.next_frames.items() if i in kept}
 
-    def best(self) -> tuple[int, np.ndarray]:
+    def _small(self, frame: av.VideoFrame, kw: dict) -> np.ndarray:
+        return frame.to_ndarray(format="rgb24", width=self.size[0], height=self.size[1], interpolation="AREA", **kw)
+
+    def best(self) -> tuple[int, np.ndarray, np.ndarray | None]:
         mean = self.hist_sum / max(1, self.count)
         cands = self.candidates
         sharp = np.array([c[3] for c in cands])
@@ -131,7 +142,7 @@ class _ShotBuilder:
         if len(cands) > 2:  # the very first/last frames of a shot are often mid-transition
             score[0] -= 0.1
         i = int(np.argmax(score))
-        return cands[i][0], cands[i][1]
+        return cands[i][0], cands[i][1], self.next_frames.get(cands[i][0])
 
 
 def detect_shots(
@@ -166,7 +177,7 @@ def detect_shots(
     cuts = [0]
     pending: deque = deque()  # frames whose cut decision waits for `window` frames of look-ahead
     builder = _ShotBuilder(0, settings, key_size)
-    finished: list[tuple[int, int, int, np.ndarray]] = []  # start, end, key index, key image
+    finished: list[tuple[int, int, int, np.ndarray, np.ndarray | None]] = []  # start, end, key, image, next
     prev_hsv = None
     index = 0
 
@@ -182,7 +193,7 @@ def detect_shots(
     def finish(end: int) -> None:
         finished.append((builder.start, end, *builder.best()))
         if on_shot:
-            on_shot(*finished[-1])
+            on_shot(*finished[-1][:4])
 
     def commit(item) -> None:
         nonlocal builder
@@ -230,8 +241,8 @@ def detect_shots(
         finish(index)
     t0 = times[0] if times else 0.0
     end_time = (times[-1] - t0 + 1.0 / info.fps) if times else 0.0
-    shots, keys = [], []
-    for n, (start, end, key, img) in enumerate(finished):
+    shots, keys, neighbours = [], [], []
+    for n, (start, end, key, img, nxt) in enumerate(finished):
         st = times[start] - t0
         et = times[end] - t0 if end < len(times) else end_time
         kt = times[key] - t0
@@ -250,4 +261,5 @@ def detect_shots(
             )
         )
         keys.append(img)
-    return ShotList(shots=shots, keys=keys, frames=index)
+        neighbours.append(nxt if nxt is not None and key + 1 < end else None)
+    return ShotList(shots=shots, keys=keys, frames=index, neighbours=neighbours)

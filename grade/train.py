@@ -31,6 +31,7 @@ from grade.losses import (
     smoothness_loss,
     sorted_projections,
     structure_loss,
+    temporal_loss,
     to_lab,
     tone_stats,
 )
@@ -53,6 +54,45 @@ class TrainSettings:
     flat_std: float = 2.0
     weights: LossWeights = field(default_factory=LossWeights)
     region: RegionSpec = field(default_factory=RegionSpec)
+
+
+def _neighbour(fr: dict, nxt: torch.Tensor, look: LookSettings, lut: torch.Tensor, device) -> dict | None:
+    """The next frame of a key frame, ready for the temporal term: its network input and base, and
+    the flow-based correspondence to the key frame with its confidence. None without motion (a
+    still shot: nothing to learn) or when the sizes differ."""
+    import numpy as np
+
+    from grade.temporal import fb_confidence, flow_dis, make_dis, motion_boundaries, photometric_confidence, warp
+
+    x = fr["x"]
+    x2 = _fit(nxt, look.working_side).to(device)
+    if x2.shape != x.shape:
+        return None
+    h, w = x.shape[-2:]
+
+    def luma(t: torch.Tensor) -> np.ndarray:
+        rgb = t[0].cpu()
+        return ((0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]).clamp(0, 1) * 255 + 0.5).byte().numpy()
+
+    la, lb = luma(x), luma(x2)
+    dis = make_dis("medium")
+    ba, ab = flow_dis(lb, la, dis), flow_dis(la, lb, dis)  # b(x) ~ a(x + ba(x))
+    conf = fb_confidence(ba, ab) * (1.0 - motion_boundaries(ba))
+    conf = conf * photometric_confidence(warp(la.astype(np.float32) / 255, ba), lb.astype(np.float32) / 255)
+    moving = float((np.sqrt((ba**2).sum(-1)) * conf).sum() / max(1.0, float(conf.sum())))
+    if moving < 0.3:  # under a third of a pixel at working resolution: a still shot
+        return None
+    xx = np.arange(w, dtype=np.float32)[None, :] + ba[..., 0]
+    yy = np.arange(h, dtype=np.float32)[:, None] + ba[..., 1]
+    grid = np.stack([xx / max(1, w - 1) * 2 - 1, yy / max(1, h - 1) * 2 - 1], -1)[None]
+    base = apply_lut(lut, x2)
+    return {
+        "inp": network_input(x2, base),
+        "base": base,
+        "base_lab": to_lab(base),
+        "grid": torch.from_numpy(grid).to(device),
+        "conf": torch.from_numpy(conf[None, None].astype(np.float32)).to(device),
+    }
 
 
 @dataclass
@@ -79,6 +119,7 @@ def train_look(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, int, float], None] | None = None,
     init: LearnedLook | None = None,
+    neighbours: list[torch.Tensor | None] | None = None,
 ) -> tuple[LearnedLook, TrainReport]:
     """Train a :class:`LearnedLook` on one key frame (or several of one scene) against a reference.
 
@@ -89,6 +130,8 @@ def train_look(
         on_step: called with ``(step, max_steps, loss)``.
         init: warm start (``--refine``): the network starts from this look's weights instead of the
             identity; pass its LUT as ``lut`` and fewer ``settings.steps``.
+        neighbours: per key frame, the frame after it ``(3, H, W)`` or None; used by the temporal
+            term (``settings.weights.temporal``) where the two frames show motion.
     """
     t0 = time.perf_counter()
     look = init.settings if init is not None else (look or LookSettings())
@@ -142,6 +185,12 @@ def train_look(
                 for j in range(segments)
             ]
 
+    if w.temporal and neighbours:
+        for fr, nxt in zip(frames, neighbours):
+            pair = _neighbour(fr, nxt, look, lut_d, device) if nxt is not None else None
+            if pair is not None:
+                fr["next"] = pair
+
     net = AffineHRNet(in_ch=8, widths=look.widths, blocks=look.blocks)
     if init is not None:
         net.load_state_dict(init.net.state_dict())
@@ -176,6 +225,11 @@ def train_look(
             loss = loss + w.smooth * smoothness_loss(coef, fr["guide"])
             if w.contrast:
                 loss = loss + w.contrast * contrast_loss(out_lab, fr["base_lab"])
+            if "next" in fr:
+                nx = fr["next"]
+                out_b = apply_coefficients(net(nx["inp"]), nx["base"])
+                res_b = to_lab(out_b) - nx["base_lab"]
+                loss = loss + w.temporal * temporal_loss(out_lab - fr["base_lab"], res_b, nx["grid"], nx["conf"])
             total = total + loss / len(frames)
         opt.zero_grad(set_to_none=True)
         total.backward()

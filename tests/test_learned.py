@@ -165,3 +165,20 @@ def test_truncated_look_file_is_refused(trained, tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(InputError):
         LearnedLook.load(path)
+
+
+def test_training_with_the_temporal_term_sees_the_next_frame() -> None:
+    from grade.losses import LossWeights
+
+    wide = scene_frame(108, 64, 2, 0)
+    key, nxt = to_tensor(wide[:, :96].copy()), to_tensor(wide[:, 6:102].copy())  # a 6-pixel pan
+    ref = to_tensor(scene_frame(80, 60, 5, 1))
+    lut = fast_lut(key, ref)
+    settings = TrainSettings(steps=6, patience=100, weights=LossWeights(temporal=2.0))
+    plain = train_look(key, ref, lut, SMALL, settings)[1]
+    moving = train_look(key, ref, lut, SMALL, settings, neighbours=[nxt])[1]
+    assert moving.steps == plain.steps == 6
+    # the untrained network changes nothing (no term at step 1); then the term shapes the training
+    assert moving.history[0] == plain.history[0] and moving.history != plain.history
+    still = train_look(key, ref, lut, SMALL, settings, neighbours=[key.clone()])[1]
+    assert still.history == plain.history  # no motion: no term, identical training

@@ -42,3 +42,14 @@ def test_long_shots_keep_bounded_candidates(tmp_path: Path) -> None:
 )
 def test_timecode(seconds: float, fps: float, tc: str) -> None:
     assert timecode(seconds, fps) == tc
+
+
+def test_each_key_frame_comes_with_the_frame_after_it(tmp_path: Path) -> None:
+    src = make_clip(tmp_path / "cut.mp4", frames=40, cut_at=22, audio=False)
+    shots = detect_shots(src)
+    assert len(shots.neighbours) == len(shots.keys) == 2
+    for shot, key, nxt in zip(shots.shots, shots.keys, shots.neighbours):
+        if shot.key_frame + 1 < shot.end:
+            assert nxt is not None and nxt.shape == key.shape and not (nxt == key).all()  # the content moves
+        else:
+            assert nxt is None  # the next frame belongs to another shot

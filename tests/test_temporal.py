@@ -234,3 +234,20 @@ def test_flat_dark_frames_are_not_blended() -> None:
         field = torch.from_numpy(rng.normal(0, 1, (1, 12, 27, 48)).astype(np.float32))
         out = stab.step(luma, field)
         assert torch.equal(out, field), t
+
+
+def test_temporal_loss_is_zero_for_a_grade_that_moves_with_the_content() -> None:
+    import torch
+
+    from grade.losses import temporal_loss
+
+    h, w = 12, 16
+    res_a = torch.rand(1, 3, h, w)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    shift = 2 / (w - 1)  # frame b sees frame a one pixel to the left: b(x) = a(x + 1)
+    grid = torch.stack([xs + shift, ys], -1)[None]
+    res_b = torch.cat([res_a[..., 1:], res_a[..., -1:]], -1)
+    conf = torch.ones(1, 1, h, w)
+    assert float(temporal_loss(res_a, res_b, grid, conf)) < 1e-5
+    assert float(temporal_loss(res_a, res_a.flip(-1), grid, conf)) > 0.05
+    assert float(temporal_loss(res_a, res_a.flip(-1), grid, torch.zeros(1, 1, h, w))) == 0.0  # nothing trusted
