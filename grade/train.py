@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -60,8 +61,6 @@ def _neighbour(fr: dict, nxt: torch.Tensor, look: LookSettings, lut: torch.Tenso
     """The next frame of a key frame, ready for the temporal term: its network input and base, and
     the flow-based correspondence to the key frame with its confidence. None without motion (a
     still shot: nothing to learn) or when the sizes differ."""
-    import numpy as np
-
     from grade.temporal import fb_confidence, flow_dis, make_dis, motion_boundaries, photometric_confidence, warp
 
     x = fr["x"]
