@@ -781,7 +781,8 @@ def _scene_grade(
     if "preset" in desc:
         preset = read_preset(desc["preset"])
         return _preset_grade(preset, options.strength, options.stabilise), ("preset", desc["preset"]), False
-    grading = {k: v for k, v in options.model_dump().items() if k in ("mode", "seed", "steps", "working_side")}
+    trained = ("mode", "seed", "steps", "working_side", "look_side")
+    grading = {k: v for k, v in options.model_dump().items() if k in trained}
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
     key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"

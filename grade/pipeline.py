@@ -50,6 +50,7 @@ class GradeOptions(BaseModel):
     working_side: int = Field(512, ge=64, le=4096)
     seed: int = 0
     steps: int | None = Field(None, ge=1, le=100_000)  # learned mode: training steps per shot (default: trainer's)
+    look_side: int = Field(LookSettings().working_side, ge=32, le=1024)  # learned mode: the network's long side
     output_dir: Path | None = None  # default outputs go here instead of beside each input
     preset: str | None = None  # grade with a saved preset (library name or file path) instead of a reference
     refine: bool = False  # fine-tune the preset on this input's key frames
@@ -209,7 +210,7 @@ def fit_shots(
                 group,
                 reference,
                 lut,
-                LookSettings(),
+                LookSettings(working_side=options.look_side),
                 settings,
                 device,
                 on_step,

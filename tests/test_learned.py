@@ -182,3 +182,15 @@ def test_training_with_the_temporal_term_sees_the_next_frame() -> None:
     assert moving.history[0] == plain.history[0] and moving.history != plain.history
     still = train_look(key, ref, lut, SMALL, settings, neighbours=[key.clone()])[1]
     assert still.history == plain.history  # no motion: no term, identical training
+
+
+def test_the_network_side_is_a_setting(capsys, tmp_path: Path, reference: Path, monkeypatch) -> None:
+    from grade.presets import SUFFIX, read_preset
+
+    monkeypatch.setenv("GRADE_PRESETS", str(tmp_path / "library"))
+    src = make_clip(tmp_path / "shot.mp4", frames=4, audio=False)
+    words = [src, "--look", reference, "--look-side", "48", "--steps", "3", "--save-preset", "small", "-q"]
+    assert main([str(w) for w in words]) == 0, capsys.readouterr().err
+    assert read_preset(tmp_path / "library" / f"small{SUFFIX}").learned.settings.working_side == 48
+    assert main([str(src), "--look", str(reference), "--look-side", "8", "-q", "--force"]) == 2
+    assert "--look-side" in capsys.readouterr().err
