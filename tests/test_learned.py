@@ -194,3 +194,39 @@ def test_the_network_side_is_a_setting(capsys, tmp_path: Path, reference: Path, 
     assert read_preset(tmp_path / "library" / f"small{SUFFIX}").learned.settings.working_side == 48
     assert main([str(src), "--look", str(reference), "--look-side", "8", "-q", "--force"]) == 2
     assert "--look-side" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kind", ["one-frame", "odd-444", "tiny-8x8", "ten-bit", "still-16-bit", "still-flat-white", "tiny-reference"]
+)
+def test_the_default_mode_takes_awkward_inputs(capsys, tmp_path: Path, reference: Path, kind: str) -> None:
+    """What the fast mode's hostile suite covers, through the learned default (few steps)."""
+    import cv2
+    from clips import make_still
+
+    ref = reference
+    if kind == "one-frame":
+        src = make_clip(tmp_path / "in.mp4", frames=1)
+    elif kind == "odd-444":
+        src = make_clip(tmp_path / "in.mkv", frames=3, size=(63, 47), pix_fmt="yuv444p")
+    elif kind == "tiny-8x8":
+        src = write_frames(tmp_path / "in.mp4", [np.full((8, 8, 3), 120, np.uint8)] * 3)
+    elif kind == "ten-bit":
+        src = make_clip(tmp_path / "in.mkv", frames=3, codec="ffv1", pix_fmt="yuv420p10le", sixteen_bit_content=True)
+    elif kind == "still-16-bit":
+        src = make_still(tmp_path / "in.png", scene=0, sixteen_bit=True)
+    elif kind == "still-flat-white":
+        src = tmp_path / "in.png"
+        cv2.imwrite(str(src), np.full((48, 64, 3), 255, np.uint8))
+    else:
+        src = make_clip(tmp_path / "in.mp4", frames=2)
+        ref = tmp_path / "ref.png"
+        cv2.imwrite(str(ref), np.full((2, 2, 3), 30, np.uint8))
+    out = tmp_path / f"out{src.suffix}"
+    code = main([str(src), "--look", str(ref), "--steps", "3", "-o", str(out), "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(stdout)
+    assert report["mode"] == "learned" and out.exists() and "Traceback" not in err
+    if src.suffix != ".png":
+        assert len(read_all(out)[0]) == report["frames"] == len(read_all(src)[0])
