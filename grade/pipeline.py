@@ -485,7 +485,9 @@ def _analyse(job: _Job, options: GradeOptions, progress: Progress) -> None:
         job.shots = [Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)]
         return
     with progress.stage("analyse", job.info.frames) as task:
-        shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i))
+        # the frame after each key frame only feeds the training's temporal term (off by default)
+        keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
+        shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i), keep_next=keep_next)
     job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
 
 

@@ -102,8 +102,8 @@ def _sharpness(rgb: np.ndarray) -> float:
 class _ShotBuilder:
     """Collects key-frame candidates of the running shot at an even, doubling stride."""
 
-    def __init__(self, start: int, settings: ShotSettings, size: tuple[int, int]) -> None:
-        self.start, self.settings, self.size = start, settings, size
+    def __init__(self, start: int, settings: ShotSettings, size: tuple[int, int], keep_next: bool = False) -> None:
+        self.start, self.settings, self.size, self.keep_next = start, settings, size, keep_next
         self.stride = 1
         self.candidates: list[tuple[int, np.ndarray, np.ndarray, float, float]] = []
         self.next_frames: dict[int, np.ndarray] = {}  # candidate index -> the following frame
@@ -114,7 +114,7 @@ class _ShotBuilder:
         self.hist_sum += hist
         self.count += 1
         k = index - self.start
-        if frame is not None and self.candidates and self.candidates[-1][0] == index - 1:
+        if self.keep_next and frame is not None and self.candidates and self.candidates[-1][0] == index - 1:
             # the frame after a candidate: the training's temporal term compares the two
             self.next_frames[index - 1] = self._small(frame, kw)
         if frame is None or k % self.stride:
@@ -152,6 +152,7 @@ def detect_shots(
     on_frame: Callable[[int], None] | None = None,
     frames: tuple[int, int] | None = None,
     on_shot: Callable[[int, int, int, np.ndarray], None] | None = None,
+    keep_next: bool = False,
 ) -> ShotList:
     """One decoding pass: cuts, shots and their key frames (memory bounded, not per-frame images).
 
@@ -159,7 +160,8 @@ def detect_shots(
     the shots' frame numbers and times are then relative to ``start``. ``on_shot(start, end, key,
     key_image)`` is called as soon as each shot is complete (``window`` frames after its last one),
     so that a caller can start grading it while the rest is still being analysed; an exception
-    raised by ``on_frame`` or ``on_shot`` stops the pass.
+    raised by ``on_frame`` or ``on_shot`` stops the pass. ``keep_next`` also keeps the frame after
+    each key frame (``ShotList.neighbours``, for the training's temporal term; None otherwise).
 
     Raises:
         InputError: unreadable media (see :func:`grade.io.video.probe`).
@@ -176,7 +178,7 @@ def detect_shots(
     times: list[float] = []
     cuts = [0]
     pending: deque = deque()  # frames whose cut decision waits for `window` frames of look-ahead
-    builder = _ShotBuilder(0, settings, key_size)
+    builder = _ShotBuilder(0, settings, key_size, keep_next)
     finished: list[tuple[int, int, int, np.ndarray, np.ndarray | None]] = []  # start, end, key, image, next
     prev_hsv = None
     index = 0
@@ -201,7 +203,7 @@ def detect_shots(
         if i > 0 and decide(i):
             finish(i)
             cuts.append(i)
-            builder = _ShotBuilder(i, settings, key_size)
+            builder = _ShotBuilder(i, settings, key_size, keep_next)
         builder.add(i, frame, hist, kw)
 
     with _open_input(path) as box:

@@ -46,7 +46,8 @@ def test_timecode(seconds: float, fps: float, tc: str) -> None:
 
 def test_each_key_frame_comes_with_the_frame_after_it(tmp_path: Path) -> None:
     src = make_clip(tmp_path / "cut.mp4", frames=40, cut_at=22, audio=False)
-    shots = detect_shots(src)
+    assert detect_shots(src).neighbours == [None, None]  # kept only when asked for
+    shots = detect_shots(src, keep_next=True)
     assert len(shots.neighbours) == len(shots.keys) == 2
     for shot, key, nxt in zip(shots.shots, shots.keys, shots.neighbours):
         if shot.key_frame + 1 < shot.end:
