@@ -173,29 +173,32 @@ def apply_lut_u16(lut: torch.Tensor, rgb16: np.ndarray, rows: int = 256) -> np.n
 _KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
 
 
-def yuv_to_rgb(yuv: torch.Tensor, matrix: int, full_range: bool) -> torch.Tensor:
-    """8-bit code values ``(..., 3)`` (Y, Cb, Cr) -> R'G'B' in [0, 1] (clipped)."""
+def yuv_affine(matrix: int, full_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(P, q)`` with ``R'G'B' = P @ (Y, Cb, Cr) + q`` for 8-bit code values (``P`` ``(3, 3)``, ``q`` ``(3,)``,
+    float64), R'G'B' in [0, 1] before any clipping."""
     kr, kb = _KR_KB.get(matrix, _KR_KB[1])
     kg = 1 - kr - kb
-    if full_range:
-        y, cb, cr = yuv[..., 0] / 255, (yuv[..., 1] - 128) / 255, (yuv[..., 2] - 128) / 255
-    else:
-        y, cb, cr = (yuv[..., 0] - 16) / 219, (yuv[..., 1] - 128) / 224, (yuv[..., 2] - 128) / 224
-    r = y + 2 * (1 - kr) * cr
-    b = y + 2 * (1 - kb) * cb
-    g = (y - kr * r - kb * b) / kg
-    return torch.stack([r, g, b], -1).clamp(0, 1)
+    # (Y', Cb', Cr') in [0, 1] x [-0.5, 0.5]^2 -> R'G'B'
+    rot = torch.tensor(
+        [[1, 0, 2 * (1 - kr)], [1, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg], [1, 2 * (1 - kb), 0]],
+        dtype=torch.float64,
+    )
+    scale, offset = ((255, 255, 255), (0, 128, 128)) if full_range else ((219, 224, 224), (16, 128, 128))
+    p = rot / torch.tensor(scale, dtype=torch.float64)
+    return p, -p @ torch.tensor(offset, dtype=torch.float64)
+
+
+def yuv_to_rgb(yuv: torch.Tensor, matrix: int, full_range: bool) -> torch.Tensor:
+    """8-bit code values ``(..., 3)`` (Y, Cb, Cr) -> R'G'B' in [0, 1] (clipped)."""
+    p, q = yuv_affine(matrix, full_range)
+    return (yuv @ p.T.to(yuv.dtype) + q.to(yuv.dtype)).clamp(0, 1)
 
 
 def rgb_to_yuv(rgb: torch.Tensor, matrix: int, full_range: bool) -> torch.Tensor:
     """R'G'B' in [0, 1] ``(..., 3)`` -> 8-bit code values (float, unrounded)."""
-    kr, kb = _KR_KB.get(matrix, _KR_KB[1])
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = kr * r + (1 - kr - kb) * g + kb * b
-    cb, cr = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
-    if full_range:
-        return torch.stack([y * 255, cb * 255 + 128, cr * 255 + 128], -1)
-    return torch.stack([y * 219 + 16, cb * 224 + 128, cr * 224 + 128], -1)
+    p, q = yuv_affine(matrix, full_range)
+    inv = torch.linalg.inv(p)
+    return (rgb - q.to(rgb.dtype)) @ inv.T.to(rgb.dtype)
 
 
 class YuvTable:

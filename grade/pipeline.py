@@ -119,15 +119,17 @@ class ShotGrade:
         # fast mode bakes the strength into the LUT; the learned look blends its whole output instead
         self.lut = lut if learned is not None else blend_strength(lut, strength)
         self._table: PackedTable | YuvTable | None = None
+        self._yuv = (1, False)  # the source's YCbCr matrix and range (set by prepare)
 
     def prepare(self, native: bool, matrix: int, full_range: bool) -> None:
         """Start a shot: build the lookup table (~0.3 s, 16-64 MiB; :meth:`release` frees it) and reset
         the stabiliser (nothing is carried across a cut)."""
         if self.stabiliser is not None:
             self.stabiliser.reset()
-        if self._table is not None:
+        if isinstance(self._table, YuvTable if native else PackedTable) and self._yuv == (matrix, full_range):
             return
-        if self.learned is None and native:
+        self._yuv = (matrix, full_range)
+        if native:
             self._table = YuvTable(self.lut, matrix, full_range)
         else:
             self._table = PackedTable(self.lut)
@@ -138,6 +140,8 @@ class ShotGrade:
     def grade(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade one decoded frame (layouts of :mod:`grade.io.video`)."""
         if self.learned is not None:
+            if isinstance(self._table, YuvTable):
+                return self.learned.apply_yuv420(pixels, height, width, self._table, *self._yuv, self.stabiliser)
             table = self._table if pixels.dtype == np.uint8 else None
             return self.learned.apply_pixels(pixels, table, self.stabiliser)
         if pixels.dtype == np.uint16:
@@ -679,8 +683,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
     info = job.info
     pick = shots or _FixedShots(job)
     current = {"shot": -1}
-    fixed = all(g.learned is None for g in job.grades)  # streamed shots are fast-mode ones
-    native = fixed and video_io.native_yuv420(info, job.out, options.codec, options.crf)
+    native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:

@@ -26,11 +26,18 @@ what the warp gets wrong decays geometrically. All confidences use the same soft
 test's error is within its tolerance, falling linearly to 0 at twice the tolerance. Everything runs
 at a small flow resolution (long side ``flow_side``) and costs a few milliseconds per frame on CPU.
 
+The network need not run on every frame. Given a function for the field instead of the field,
+:meth:`Stabiliser.step` carries the previous stabilised field by the flow (no network) while the flow
+is trusted on average *and* almost everywhere, for at most ``refresh - 1`` frames in a row; on the
+next frame computed, the carried field is weighted as if it had been blended every frame
+(``max_weight ** frames``). A moving object's disoccluded trail, a pan's new edge, a flash or a fade
+make the network run (carrying the field there would leave ghosts or stale colour).
+
 Use, per shot::
 
     stab = Stabiliser()                      # once; stab.reset() at every cut
-    field, _ = look.field_small(small)       # (1, 12, h, w) for this frame
-    field = stab.step(luma, field)           # luma: uint8 (H, W), any size (working size is cheapest)
+    field = stab.step(luma, lambda: look.field_small(small)[0])  # (1, 12, h, w); the network runs when needed
+    # (luma: uint8 (H, W), any size; working size is cheapest)
     out = look.apply_field(frame, field, base=base, scale=scale)
 
 Measured with ``benchmarks/flow_choice.py`` (2-core Xeon): about 3.3 ms a step for a 192x108 field
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +86,14 @@ class StabiliserSettings:
     reset_below: float = 0.35  # mean photometric confidence at or below which the frame resets (full weight at 2x)
     max_weight: float = 0.8  # most of the previous stabilised field a pixel keeps per frame
     texture_tol: float = 0.01  # luma std (0-1) below which a frame is too flat for flow; full trust at twice it
+    # When ``step`` is given a function for the field (the network), it is run on at most every ``refresh``-th
+    # frame; in between, the previous field is carried by the flow, as long as the frame's mean confidence
+    # (times the frame-wide factor) stays at or above ``carry_confidence`` and at most ``carry_untrusted``
+    # of its pixels have a confidence under 0.5 (disocclusions, motion boundaries, a pan's new edge: the
+    # warp would leave ghosts there). 1: the network runs on every frame.
+    refresh: int = 4
+    carry_confidence: float = 0.8
+    carry_untrusted: float = 0.005
 
 
 def preset_id(name: str) -> int:
@@ -263,6 +279,7 @@ class Stabiliser:
         seconds: cumulative wall time spent in :meth:`step` (for the render's progress report).
         frames: steps taken.
         resets: steps that the frame-wide checks turned into a reset (missed cuts, flashes, fades).
+        carried: steps whose field was carried from the previous frame (the network not run).
         last_weight: mean blend weight of the latest step (0 on a reset or first frame).
     """
 
@@ -270,50 +287,65 @@ class Stabiliser:
         self.settings = settings or StabiliserSettings()
         if not 0.0 <= self.settings.max_weight < 1.0:
             raise ValueError("max_weight must be in [0, 1)")
+        if self.settings.refresh < 1:
+            raise ValueError("refresh must be at least 1")
         self._dis = make_dis(self.settings.preset, self.settings.finest_scale)
         self.seconds = 0.0
         self.frames = 0
         self.resets = 0
+        self.carried = 0
         self.last_weight = 0.0
+        self._like = torch.empty(0)
         self.reset()
 
     def reset(self) -> None:
         """Forget the past: the next :meth:`step` returns its field unchanged (first frame of a shot)."""
         self._luma: np.ndarray | None = None  # previous luma at flow resolution, uint8 (h, w)
         self._field: np.ndarray | None = None  # previous stabilised field, float32 (h, w, 12)
+        self._since = 0  # frames since the field was last computed
 
-    def step(self, luma: np.ndarray, field: torch.Tensor) -> torch.Tensor:
+    def step(self, luma: np.ndarray, field: torch.Tensor | Callable[[], torch.Tensor]) -> torch.Tensor:
         """Stabilise one frame's field.
 
         Args:
             luma: the frame's luma, uint8 ``(H, W)`` at any resolution (uint16 or float in [0, 1] are
                 converted); resized here to the flow resolution.
-            field: ``(1, C, h, w)`` (``C`` = 12 for the learned look), any grid size.
+            field: ``(1, C, h, w)`` (``C`` = 12 for the learned look), any grid size; or a function that
+                computes it (the network). Then, on frames where the flow is trusted and the field was
+                computed less than ``refresh`` frames ago, the function is not called: the previous
+                stabilised field, carried by the flow, is this frame's (see :class:`StabiliserSettings`).
         Returns:
-            ``(1, C, h, w)``, same dtype and device as ``field``; ``field`` itself on the first frame
+            ``(1, C, h, w)``, same dtype and device as the field; the field itself on the first frame
             after construction or :meth:`reset`, and on frames the frame-wide checks reset.
         """
         t0 = time.perf_counter()
+        spent = [0.0]  # time inside the caller's field function: the network's, not the stabiliser's
+
+        def compute() -> torch.Tensor:
+            if not callable(field):
+                return field
+            t = time.perf_counter()
+            try:
+                return field()
+            finally:
+                spent[0] += time.perf_counter() - t
+
         try:
-            return self._step(luma, field)
+            return self._step(luma, compute, callable(field))
         finally:
-            self.seconds += time.perf_counter() - t0
+            self.seconds += time.perf_counter() - t0 - spent[0]
             self.frames += 1
 
-    def _step(self, luma: np.ndarray, field: torch.Tensor) -> torch.Tensor:
+    def _step(self, luma: np.ndarray, compute: Callable[[], torch.Tensor], may_carry: bool) -> torch.Tensor:
         s = self.settings
         lu = _as_u8(np.asarray(luma))
         fh, fw = flow_size(lu.shape[0], lu.shape[1], s.flow_side)
         small = np.ascontiguousarray(_resize(lu, fh, fw))
-        planes = field.detach()[0].to("cpu", torch.float32).numpy()  # (C, h, w)
-        cur = planes.transpose(1, 2, 0).copy()  # (h, w, C), never a view of the caller's tensor (torch's permute
-        # + contiguous is much slower here)
         prev_luma, prev_field = self._luma, self._field
         self._luma = small
         self.last_weight = 0.0
-        if prev_luma is None or prev_luma.shape != small.shape or prev_field is None or prev_field.shape != cur.shape:
-            self._field = cur
-            return field
+        if prev_luma is None or prev_luma.shape != small.shape or prev_field is None:
+            return self._restart(compute())
 
         cur_l = small.astype(np.float32) / 255.0
         prev_l = prev_luma.astype(np.float32) / 255.0
@@ -327,20 +359,56 @@ class Stabiliser:
             glob = frame_factor(gain, cv2.mean(photo)[0], s) * texture
         if glob <= 0.0:  # flash, fade step, missed cut: start again from this frame
             self.resets += 1
-            self._field = cur
-            return field
+            return self._restart(compute())
 
         fwd = flow_dis(prev_luma, small, self._dis)
         conf = fb_confidence(back, fwd, s.fb_tol, s.fb_rel)
         conf *= photo
         conf *= 1.0 - motion_boundaries(back, s.boundary_tol, s.boundary_rel)
-        h, w = cur.shape[:2]
-        weight = _resize(conf, h, w) * np.float32(s.max_weight * glob)
+        h, w = prev_field.shape[:2]
         warped = warp(prev_field, resize_flow(back, h, w))
         if warped.ndim == 2:  # one-channel field: cv2 drops the channel axis
             warped = warped[..., None]
+        self._since += 1
+        if may_carry and self._since < s.refresh and self._can_carry(conf, glob):
+            self._field = warped  # the network is not run on this frame
+            self.carried += 1
+            self.last_weight = 1.0
+            return self._as_field(warped, self._like)
+        field = compute()
+        cur = self._planes(field)
+        if cur.shape != prev_field.shape:
+            return self._restart(field)
+        # the previous field has gone ``since`` frames without a fresh one: weigh it as the per-frame
+        # blend would have after that many frames (same time constant whether or not frames were carried)
+        weight = _resize(conf, h, w) * np.float32(s.max_weight**self._since * glob)
         out = cur + weight[..., None] * (warped - cur)
         self._field = out
+        self._since = 0
         self.last_weight = cv2.mean(weight)[0]
-        result = torch.from_numpy(np.ascontiguousarray(out.transpose(2, 0, 1)))[None]
-        return result if field.dtype == torch.float32 and field.device.type == "cpu" else result.to(field)
+        return self._as_field(out, field)
+
+    def _can_carry(self, conf: np.ndarray, glob: float) -> bool:
+        """Whether the warped previous field can stand for this frame's: the flow is trusted on average
+        and almost everywhere (a moving object's disoccluded trail, or a pan's new edge, would take the
+        field of whatever the flow smeared over it: a ghost; there the network runs)."""
+        s = self.settings
+        if glob * cv2.mean(conf)[0] < s.carry_confidence:
+            return False
+        return float(np.count_nonzero(conf < 0.5)) <= s.carry_untrusted * conf.size
+
+    def _planes(self, field: torch.Tensor) -> np.ndarray:
+        """``(h, w, C)`` float32 copy of a ``(1, C, h, w)`` field (never a view of the caller's tensor)."""
+        self._like = field
+        planes = field.detach()[0].to("cpu", torch.float32).numpy()  # (C, h, w)
+        return planes.transpose(1, 2, 0).copy()  # torch's permute + contiguous is much slower here
+
+    def _restart(self, field: torch.Tensor) -> torch.Tensor:
+        self._field = self._planes(field)
+        self._since = 0
+        return field
+
+    @staticmethod
+    def _as_field(planes: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        result = torch.from_numpy(np.ascontiguousarray(planes.transpose(2, 0, 1)))[None]
+        return result if like.dtype == torch.float32 and like.device.type == "cpu" else result.to(like)

@@ -16,9 +16,13 @@ from grade.pipeline import GradeOptions, grade_file
 from grade.presets import SUFFIX, build_preset, write_preset
 
 
-def _write(path: Path, frames: list[np.ndarray], fps: int = 24) -> Path:
-    """Lossless (FFV1) clip, so that only the grade differs between runs."""
-    return write_frames(path, frames, fps=fps, codec="ffv1", pix_fmt="bgr0")
+def _write(path: Path, frames: list[np.ndarray], fps: int = 24, pix_fmt: str = "bgr0") -> Path:
+    """Lossless (FFV1) clip, so that only the grade differs between runs. ``bgr0`` frames are graded in
+    RGB; ``yuv420p`` ones in their own YCbCr (``LearnedLook.apply_yuv420``)."""
+    return write_frames(path, frames, fps=fps, codec="ffv1", pix_fmt=pix_fmt)
+
+
+LAYOUTS = pytest.mark.parametrize("pix_fmt", ["bgr0", "yuv420p"])
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +66,9 @@ def _static_change(frames: list[np.ndarray]) -> float:
     return float(np.mean([np.abs(b[rows] - a[rows]).mean() for a, b in zip(frames, frames[1:])]))
 
 
-def test_stabilised_output_flickers_less(tmp_path: Path, jumpy_preset: Path) -> None:
-    src = _write(tmp_path / "moving.mkv", moving_clip())
+@LAYOUTS
+def test_stabilised_output_flickers_less(tmp_path: Path, jumpy_preset: Path, pix_fmt: str) -> None:
+    src = _write(tmp_path / "moving.mkv", moving_clip(), pix_fmt=pix_fmt)
     raw = _grade(src, jumpy_preset, tmp_path / "raw.mkv", stabilise=False)
     stab = _grade(src, jumpy_preset, tmp_path / "stab.mkv", stabilise=True)
     source = [f.astype(np.float64) for f in read_all(src)[0]]
@@ -73,9 +78,10 @@ def test_stabilised_output_flickers_less(tmp_path: Path, jumpy_preset: Path) -> 
     assert flicker_stab < 0.6 * flicker_raw
 
 
-def test_nothing_is_carried_across_a_cut(tmp_path: Path, jumpy_preset: Path) -> None:
+@LAYOUTS
+def test_nothing_is_carried_across_a_cut(tmp_path: Path, jumpy_preset: Path, pix_fmt: str) -> None:
     frames = [scene_frame(96, 64, t, 0) for t in range(12)] + [scene_frame(96, 64, t, 1) for t in range(12, 24)]
-    src = _write(tmp_path / "cut.mkv", frames)
+    src = _write(tmp_path / "cut.mkv", frames, pix_fmt=pix_fmt)
     raw = _grade(src, jumpy_preset, tmp_path / "raw.mkv", stabilise=False)
     stab = _grade(src, jumpy_preset, tmp_path / "stab.mkv", stabilise=True)
     # the first frame of each shot is graded as if it were alone
@@ -85,10 +91,11 @@ def test_nothing_is_carried_across_a_cut(tmp_path: Path, jumpy_preset: Path) -> 
     assert not np.array_equal(raw[13], stab[13])
 
 
-def test_fade_to_black_leaves_no_old_colours(tmp_path: Path, jumpy_preset: Path) -> None:
+@LAYOUTS
+def test_fade_to_black_leaves_no_old_colours(tmp_path: Path, jumpy_preset: Path, pix_fmt: str) -> None:
     frames = [scene_frame(96, 64, t, 0) for t in range(10)]
     frames += [(scene_frame(96, 64, 10 + t, 0) * (0.75**t)).astype(np.uint8) for t in range(1, 15)]
-    src = _write(tmp_path / "fade.mkv", frames)
+    src = _write(tmp_path / "fade.mkv", frames, pix_fmt=pix_fmt)
     raw = _grade(src, jumpy_preset, tmp_path / "raw.mkv", stabilise=False)
     stab = _grade(src, jumpy_preset, tmp_path / "stab.mkv", stabilise=True)
     for t in range(12, len(frames)):  # during the fade the stabilised grade follows the current frame

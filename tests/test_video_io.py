@@ -115,6 +115,18 @@ def test_default_codecs_per_container(clip: Path) -> None:
     assert choose_codec(Path("x.mp4"), "hevc", 20, info)[1]["crf"] == "20"
     with pytest.raises(InputError, match="unknown video codec"):
         choose_codec(Path("x.mp4"), "nonsense", None, info)
+    assert "rc-lookahead" not in choose_codec(Path("x.mp4"), None, None, info)[1]  # preset medium's own 40
+
+
+def test_x264_lookahead_is_bounded_for_large_frames(clip: Path) -> None:
+    """At 4K, x264 medium's 40-frame lookahead alone holds ~1.7 GB: fewer frames above 1440p."""
+    info = probe(clip)
+    uhd = info.model_copy(update={"width": 3840, "height": 2160})
+    hd = info.model_copy(update={"width": 2560, "height": 1440})
+    assert choose_codec(Path("x.mp4"), None, None, uhd)[1]["rc-lookahead"] == "17"
+    assert "rc-lookahead" not in choose_codec(Path("x.mp4"), None, None, hd)[1]
+    huge = info.model_copy(update={"width": 7680, "height": 4320})
+    assert choose_codec(Path("x.mkv"), "h264", None, huge)[1]["rc-lookahead"] == "10"
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,16 @@ At full resolution the field is carried by bilateral guided upsampling (Chen et 
 working resolution, a local affine map base -> output is fitted in small windows (box filters,
 ridge-regularised), averaged, upsampled bilinearly and applied to the full-resolution base.
 The result is locally an affine function of the frame's own colours (photoreal by construction),
-follows its edges, and costs a fixed amount per pixel whatever the network does; bands of rows
-keep memory bounded at 4K.
+follows its edges, and costs a fixed amount per pixel whatever the network does.
+
+8-bit 4:2:0 video is graded in its own YCbCr (:meth:`LearnedLook.apply_yuv420`): the field, an
+affine map in R'G'B', is re-expressed on code values and applied to the table-graded planes, so the
+frame is never converted to RGB and back (at 1080p those two conversions cost more than the grade).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from grade.errors import InputError
-from grade.lut import PackedTable, apply_lut
+from grade.lut import PackedTable, YuvTable, apply_lut, yuv_affine
 from grade.model.hrnet import AffineHRNet
 from grade.temporal import Stabiliser
 
@@ -192,11 +196,12 @@ class LearnedLook:
         rgb = pixels[..., :3]
         h, w = working_size(rgb.shape[0], rgb.shape[1], self.settings.working_side)
         shrunk = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
-        small = torch.from_numpy(shrunk.astype(np.float32) / scale)
-        field, _ = self.field_small(small.permute(2, 0, 1)[None])
-        if stabiliser is not None:
+        small = torch.from_numpy(shrunk.astype(np.float32) / scale).permute(2, 0, 1)[None]
+        if stabiliser is not None:  # it runs the network only when it cannot carry the previous field
             luma = cv2.cvtColor(np.ascontiguousarray(shrunk), cv2.COLOR_RGB2GRAY)
-            field = stabiliser.step(luma, field)  # 8 or 16-bit luma
+            field = stabiliser.step(luma, lambda: self.field_small(small)[0])  # 8 or 16-bit luma
+        else:
+            field, _ = self.field_small(small)
         base = None
         if table is not None and not deep:  # the global part through the 8-bit table, as planes
             base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
@@ -211,6 +216,74 @@ class LearnedLook:
         graded = pixels.copy()
         graded[..., :3] = cv2.merge(list(planes))
         return graded
+
+    def apply_yuv420(
+        self,
+        planes: np.ndarray,
+        height: int,
+        width: int,
+        table: YuvTable,
+        matrix: int,
+        full_range: bool,
+        stabiliser: Stabiliser | None = None,
+    ) -> np.ndarray:
+        """Grade an 8-bit 4:2:0 frame in its own YCbCr, as PyAV lays it out (``(H * 3 // 2, W)`` uint8, even
+        ``H`` and ``W``; ``table`` a :class:`~grade.lut.YuvTable` of this look's LUT for the source's
+        ``matrix`` and range). Returns the same layout.
+
+        The same grade as :meth:`apply_pixels` without the two RGB conversions of the frame (which cost
+        more than the grade): the network sees the frame at working resolution (converted to RGB there),
+        and its field of affine maps base -> graded, an affine map in R'G'B', is re-expressed in code
+        values (``M' = P⁻¹ M P``, ``t' = P⁻¹ (M q + t - q)`` for ``RGB = P · YCbCr + q``) and applied to
+        the table-graded base: luma at full resolution, chroma at half (with the block's mean luma).
+        Values are clipped to the code range, not to the RGB gamut.
+        """
+        h2, w2 = height // 2, width // 2
+        y = planes[:height]
+        chroma = planes[height:].reshape(2, h2, w2)
+        hs, ws = working_size(height, width, self.settings.working_side)
+        small_yuv = np.stack(
+            [cv2.resize(p, (ws, hs), interpolation=cv2.INTER_AREA) for p in (y, chroma[0], chroma[1])], -1
+        )
+        p, q = yuv_affine(matrix, full_range)
+        small = (torch.from_numpy(small_yuv.astype(np.float32)) @ p.T.float() + q.float()).clamp_(0, 1)
+        small = small.permute(2, 0, 1)[None].contiguous()
+        if stabiliser is not None:  # it runs the network only when it cannot carry the previous field
+            luma = (small[0, 0] * 0.299 + small[0, 1] * 0.587 + small[0, 2] * 0.114).mul_(255).add_(0.5)
+            field = stabiliser.step(luma.to(torch.uint8).numpy(), lambda: self.field_small(small)[0])
+        else:
+            field, _ = self.field_small(small)
+        coef = yuv_field(field, matrix, full_range, self.strength)  # (hs, ws, 12) float32
+        base = table.apply_yuv420(planes, height, width)
+        by, bc = base[:height], base[height:].reshape(2, h2, w2)
+        # per half-resolution sample: x = (mean luma of the block, Cb, Cr, 1), and each output is a
+        # dot product of x with 4 upsampled coefficients: 4-channel images, one resize and one multiply
+        # each; the channel sum is an area resize of the interleaved products to a quarter of the
+        # width (the mean of 4 neighbours: the products are scaled by 4 to make it their sum)
+        x = cv2.merge([cv2.resize(by, (w2, h2), interpolation=cv2.INTER_AREA), bc[0], bc[1], self._ones(h2, w2)])
+        out = np.empty_like(planes)
+        oc = out[height:].reshape(2, h2, w2)
+        terms = []
+        for k in range(3):  # luma's chroma terms and offset (its luma term is applied at full size), Cb, Cr
+            k4 = np.ascontiguousarray(coef[..., 4 * k : 4 * k + 4])
+            up = cv2.resize(k4, (w2, h2), interpolation=cv2.INTER_LINEAR)
+            prod = cv2.multiply(up, x, scale=4.0, dtype=cv2.CV_32F).reshape(h2, 4 * w2)
+            terms.append(cv2.resize(prod, (w2, h2), interpolation=cv2.INTER_AREA))
+        for c in (1, 2):
+            if self.strength != 1.0:  # the rest of the blend with the source
+                terms[c] = cv2.scaleAdd(chroma[c - 1].astype(np.float32), 1.0 - self.strength, terms[c])
+            cv2.add(terms[c], 0.0, dst=oc[c - 1], dtype=cv2.CV_8U)  # rounds and saturates
+        m00 = cv2.resize(np.ascontiguousarray(coef[..., 12]), (width, height), interpolation=cv2.INTER_LINEAR)
+        c0 = cv2.resize(terms[0], (width, height), interpolation=cv2.INTER_LINEAR)
+        if self.strength != 1.0:
+            c0 = cv2.scaleAdd(y.astype(np.float32), 1.0 - self.strength, c0)
+        cv2.add(cv2.multiply(by, m00, dtype=cv2.CV_32F), c0, dst=out[:height], dtype=cv2.CV_8U)
+        return out
+
+    def _ones(self, h: int, w: int) -> np.ndarray:
+        if getattr(self, "_ones_plane", np.empty(0)).shape != (h, w):
+            self._ones_plane = np.ones((h, w), np.uint8)
+        return self._ones_plane
 
     def apply_field(
         self, frame: torch.Tensor | None, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0
@@ -240,6 +313,42 @@ class LearnedLook:
                 src = frame[0].float() / scale
                 out = src + self.strength * (out - src)
             return out.clamp_(0, 1)[None]
+
+
+@functools.lru_cache(maxsize=16)
+def _yuv_map(matrix: int, full_range: bool, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(L, c)``: the linear map ``(13, 12)`` and offset ``(13,)`` of :func:`yuv_field` (rows: the code-value
+    field's coefficients in the order of :func:`yuv_field`'s output)."""
+    p, q = yuv_affine(matrix, full_range)
+    pinv = torch.linalg.inv(p)
+    # M' = P⁻¹ M P is linear in M; t' = P⁻¹ (M q + t - q) is affine in (M, t): probe with the unit fields
+    basis = torch.cat([torch.zeros(1, 12), torch.eye(12)]).double()
+    m = basis[:, :9].reshape(-1, 3, 3)
+    m2 = (pinv @ m @ p).reshape(-1, 9)
+    t2 = (m @ q + basis[:, 9:] - q) @ pinv.T
+    full = torch.cat([m2, t2], 1) * strength  # (13, 12): [constant; response to each unit field]
+    const, lin = full[0], full[1:] - full[0]
+    # output order: [0, M'01, M'02, t'0], [M'10, M'11, M'12, t'1], [M'20, M'21, M'22, t'2], M'00
+    order = [0, 1, 2, 9, 3, 4, 5, 10, 6, 7, 8, 11, 0]
+    lin, const = lin[:, order].T.contiguous(), const[order].clone()
+    lin[0], const[0] = 0, 0  # luma's own term lives in the last row (applied at full size)
+    return lin.float(), const.float()
+
+
+def yuv_field(field: torch.Tensor, matrix: int, full_range: bool, strength: float = 1.0) -> np.ndarray:
+    """An R'G'B' affine field (``(1, 12, h, w)``, full matrices ``M`` and offsets ``t``, colours in [0, 1])
+    as the same maps on 8-bit YCbCr code values: ``M' = P⁻¹ M P``, ``t' = P⁻¹ (M q + t - q)`` where
+    ``RGB = P · YCbCr + q``; scaled by ``strength`` (the caller adds ``(1 - strength)`` of the source).
+
+    Returns ``(h, w, 13)`` float32, grouped for :meth:`LearnedLook.apply_yuv420`'s 4-channel products
+    with ``(Y, Cb, Cr, 1)``: ``[0, M'01, M'02, t'0]`` (luma's chroma terms), ``[M'10, M'11, M'12, t'1]``
+    (Cb), ``[M'20, M'21, M'22, t'2]`` (Cr), then ``M'00`` (luma's own gain).
+    """
+    lin, const = _yuv_map(matrix, full_range, float(strength))
+    _, _, h, w = field.shape
+    flat = field[0].float().reshape(12, -1)
+    out = torch.addmm(const[:, None], lin, flat)  # (13, h*w)
+    return out.T.reshape(h, w, 13).contiguous().numpy()
 
 
 def apply_coefficients_full(m: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
