@@ -23,8 +23,9 @@
    ``01_psd_testvideo.mp4``); timed alternating ``--repeats`` times each: (A) ``speed.py``'s plain
    PyAV decode + libx264 re-encode (grade's .mp4 settings), (B) ``grade_file(clip, None,
    GradeOptions(preset=<learned preset>, stabilise=True))`` (no training: the preset of part 1's first
-   clip), (C) the same with ``stabilise=False``. Medians, frames/s, throughput ratio B/A (target >= 0.5),
-   and the report's ``stabiliser_ms_per_frame``.
+   clip), (C) the same with ``stabilise=False`` (the network on every frame). Medians, frames/s,
+   throughput ratio B/A (target >= 0.5), and the report's ``stabiliser_ms_per_frame`` and
+   ``network_frames`` (B runs the network only where the stabiliser cannot carry the field).
 3. Memory. 3840x2160 H.264 clips of ``--uhd-seconds`` (default 2 and 4 s; built like ``speed.py``'s but
    with x264 ``ultrafast``) graded with the learned preset and the stabiliser (grade's default .mp4
    output, libx264 medium; ``--uhd-codec ffv1`` writes .mkv with that codec instead), each in a fresh
@@ -359,6 +360,7 @@ def speed_part(args, shared: Path, tmp: Path, preset: Path) -> dict[str, Any]:
             for k, reps in reports.items()
         },
         "stabiliser_ms_per_frame": [r.stabiliser_ms_per_frame for r in reports["B"]],
+        "network_frames": [r.network_frames for r in reports["B"]],
         "encoder": reports["B"][-1].encoder,
         "pix_fmt": reports["B"][-1].pix_fmt,
     }
@@ -396,6 +398,8 @@ def print_speed(s: dict[str, Any]) -> list[list[Any]]:
     print(
         f"\nstabiliser_ms_per_frame (B's report, median): {stab:.2f} ms; wall-clock B - C: {extra:.1f} ms/frame."
         f"\nencoder {s['encoder']} {s['pix_fmt']}; frame counts {s['counts']}"
+        f"\nB ran the network on {s['network_frames']} of {frames} frames (the stabiliser carried the field on"
+        " the others)"
     )
     print(f"stabiliser's share of the learned render: throughput B / C = {med['C'] / med['B']:.3f}")
     checks = [["throughput B / A", ratio, ">= 0.5", verdict(ratio >= 0.5)]]

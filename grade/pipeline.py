@@ -89,6 +89,7 @@ class GradeReport(BaseModel):
     preview: str | None = None
     look_kind: Literal["reference", "cube", "preset"] = "reference"
     stabiliser_ms_per_frame: float | None = None  # learned looks: cost of the temporal stabiliser
+    network_frames: int | None = None  # stabilised learned looks: frames the network ran on (the rest carried)
     preset_saved: str | None = None
     seconds: dict[str, float] = {}
 
@@ -529,10 +530,13 @@ def _mode_label(src: _LookSource, options: GradeOptions) -> str:
     return options.mode
 
 
-def _stabiliser_seconds(grades: list[ShotGrade]) -> float | None:
-    """Time spent stabilising so far (each distinct grade's stabiliser once), or None without one."""
+def _stabiliser_stats(grades: list[ShotGrade]) -> tuple[float, int] | None:
+    """Seconds spent stabilising so far and frames whose field was carried by the flow (the network not
+    run), each distinct grade's stabiliser counted once; None without a stabiliser."""
     stabs = {id(g.stabiliser): g.stabiliser for g in grades if g.stabiliser is not None}
-    return sum(s.seconds for s in stabs.values()) if stabs else None
+    if not stabs:
+        return None
+    return sum(s.seconds for s in stabs.values()), sum(s.carried for s in stabs.values())
 
 
 class _FixedShots:
@@ -699,9 +703,10 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
     def on_frame(i: int) -> None:
         task.advance()
         if i % 12 == 11:
-            stab = _stabiliser_seconds(pick.grades)
+            stab = _stabiliser_stats(pick.grades)
             if stab is not None:
-                task.update(info=f"stabiliser {1000 * stab / (i + 1):.1f} ms/frame")
+                network = 100 * (1 - stab[1] / (i + 1))
+                task.update(info=f"stabiliser {1000 * stab[0] / (i + 1):.1f} ms/frame, network on {network:.0f} %")
 
     with (
         progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
@@ -719,9 +724,10 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
         )
     for g in pick.grades:
         g.release()
-    stab = _stabiliser_seconds(pick.grades)
+    stab = _stabiliser_stats(pick.grades)
     return {
-        "stabiliser_ms_per_frame": round(1000 * stab / max(1, stats.frames), 2) if stab is not None else None,
+        "stabiliser_ms_per_frame": round(1000 * stab[0] / max(1, stats.frames), 2) if stab is not None else None,
+        "network_frames": stats.frames - stab[1] if stab is not None else None,
         "kind": "video",
         "width": info.width,
         "height": info.height,

@@ -46,6 +46,9 @@ def _grade(src: Path, preset: Path, out: Path, stabilise: bool) -> list[np.ndarr
     src_frames, src_times = read_all(src)
     assert len(frames) == len(src_frames) == report.frames and times == pytest.approx(src_times)
     assert (report.stabiliser_ms_per_frame is not None) == stabilise
+    assert (report.network_frames is not None) == stabilise
+    if stabilise:
+        assert 1 <= report.network_frames <= report.frames
     return [f.astype(np.float64) for f in frames]
 
 
