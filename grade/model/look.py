@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
-import kornia.filters as KF
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -70,11 +69,15 @@ def apply_coefficients(coef: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
 
 
 def _box(t: torch.Tensor, r: int) -> torch.Tensor:
-    return KF.box_blur(t, (2 * r + 1, 2 * r + 1), border_type="reflect")
+    """Mean over ``(2r+1)²`` windows, borders reflected (kornia's ``box_blur(border_type="reflect")``)."""
+    return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
 
 
 def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
     """Per-window ridge-regularised affine fit ``dst ≈ M · src + t`` (the guided filter, in colour).
+
+    All window sums come from one box filter over the stacked moments (means, the 6 distinct products
+    of ``src`` channels, the 9 cross products with ``dst``), then one batched 3x3 solve per pixel.
 
     Args:
         src, dst: ``(1, 3, h, w)``.
@@ -82,11 +85,15 @@ def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: flo
         ``(1, 12, h, w)``: ``M`` row-major (9) then ``t`` (3), averaged over windows.
     """
     _, _, h, w = src.shape
-    ms, md = _box(src, radius), _box(dst, radius)
-    ss = torch.stack([_box(src[:, i : i + 1] * src[:, j : j + 1], radius)[:, 0] for i in range(3) for j in range(3)], 1)
-    cov = ss - torch.stack([ms[:, i] * ms[:, j] for i in range(3) for j in range(3)], 1)
-    cov = cov.permute(0, 2, 3, 1).reshape(-1, 3, 3) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-    sd = torch.stack([_box(src[:, i : i + 1] * dst, radius) for i in range(3)], 1)  # (1, in, out, h, w)
+    ii, jj = torch.triu_indices(3, 3, device=src.device)
+    cross = (src[:, :, None] * dst[:, None]).reshape(1, 9, h, w)  # (in, out) row-major
+    moments = _box(torch.cat([src, dst, src[:, ii] * src[:, jj], cross], 1), radius)
+    ms, md, ss = moments[:, :3], moments[:, 3:6], moments[:, 6:12]
+    sd = moments[:, 12:21].reshape(1, 3, 3, h, w)
+    cov = torch.empty(1, 3, 3, h, w, dtype=src.dtype, device=src.device)
+    cov[:, ii, jj] = ss - ms[:, ii] * ms[:, jj]
+    cov[:, jj, ii] = cov[:, ii, jj]
+    cov = cov.permute(0, 3, 4, 1, 2).reshape(-1, 3, 3) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
     csd = (sd - ms[:, :, None] * md[:, None]).permute(0, 3, 4, 1, 2).reshape(-1, 3, 3)
     m = torch.linalg.solve(cov, csd).transpose(1, 2)  # (P, out, in)
     m = m.reshape(1, h, w, 9).permute(0, 3, 1, 2)
@@ -109,6 +116,7 @@ class LearnedLook:
 
     def __init__(self, lut: torch.Tensor, net: AffineHRNet, settings: LookSettings, strength: float = 1.0) -> None:
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
+        self._ones_plane = np.empty(0, np.uint8)
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """The look's tensors (global LUT and network weights), names prefixed with ``prefix``."""
@@ -253,7 +261,7 @@ class LearnedLook:
             field = stabiliser.step(luma.to(torch.uint8).numpy(), lambda: self.field_small(small)[0])
         else:
             field, _ = self.field_small(small)
-        coef = yuv_field(field, matrix, full_range, self.strength)  # (hs, ws, 12) float32
+        coef = yuv_field(field, matrix, full_range, self.strength)  # (hs, ws, 13) float32
         base = table.apply_yuv420(planes, height, width)
         by, bc = base[:height], base[height:].reshape(2, h2, w2)
         # per half-resolution sample: x = (mean luma of the block, Cb, Cr, 1), and each output is a
@@ -281,7 +289,7 @@ class LearnedLook:
         return out
 
     def _ones(self, h: int, w: int) -> np.ndarray:
-        if getattr(self, "_ones_plane", np.empty(0)).shape != (h, w):
+        if self._ones_plane.shape != (h, w):  # kept between frames
             self._ones_plane = np.ones((h, w), np.uint8)
         return self._ones_plane
 
