@@ -7,8 +7,11 @@ every output written to a temporary file and renamed into place only when comple
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -539,6 +542,19 @@ def _stabiliser_stats(grades: list[ShotGrade]) -> tuple[float, int] | None:
     return sum(s.seconds for s in stabs.values()), sum(s.carried for s in stabs.values())
 
 
+@contextlib.contextmanager
+def _render_threads() -> Iterator[None]:
+    """torch's intra-op threads while a video renders: a quarter of the cores (at least 1). The encoder's
+    threads already keep the cores busy, and an op split across threads waits for the busiest one: on 2
+    cores a learned render was ~5 % faster and spent 3 CPU-s less (of 22) with one torch thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 4))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class _FixedShots:
     """The grade of each frame when every shot is known before the render."""
 
@@ -711,6 +727,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
     with (
         progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
         atomic_output(job.out, force=options.force) as tmp,
+        _render_threads(),
     ):
         stats = video_io.render_video(
             job.source,
