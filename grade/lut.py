@@ -6,6 +6,8 @@ of ``[0, 1]^3`` (the ``.cube`` convention with red varying fastest on disk).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -223,8 +225,7 @@ class YuvTable:
         # luma alone (16 MiB) for the full-resolution lookups; Cb | Cr << 8 (32 MiB) for the chroma ones
         self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
         self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
-        self._zeros: np.ndarray | None = None
-        self._index: np.ndarray | None = None
+        self._scratch = threading.local()  # per-thread scratch planes: frames may be graded on several threads
 
     def apply_yuv420(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade a yuv420p frame as PyAV lays it out: ``(H * 3 // 2, W)`` uint8 (even H and W)."""
@@ -234,16 +235,17 @@ class YuvTable:
         y = planes[:height]
         chroma = planes[height:].reshape(-1)
         uv = cv2.merge([chroma[: h2 * w2].reshape(h2, w2), chroma[h2 * w2 :].reshape(h2, w2)])
-        if self._zeros is None or self._zeros.shape != (height, width):
+        scratch = self._scratch
+        if getattr(scratch, "zeros", np.empty(0)).shape != (height, width):
             # scratch planes kept between frames (fresh 2-8 MiB arrays cost page faults every frame)
-            self._zeros = np.zeros((height, width), np.uint8)
-            self._index = np.empty((height, width, 4), np.uint8)
+            scratch.zeros = np.zeros((height, width), np.uint8)
+            scratch.index = np.empty((height, width, 4), np.uint8)
         uv_full = cv2.resize(uv, (width, height), interpolation=cv2.INTER_NEAREST)
-        idx = cv2.merge([y, uv_full, self._zeros], dst=self._index).view(np.uint32)[..., 0]
+        idx = cv2.merge([y, uv_full, scratch.zeros], dst=scratch.index).view(np.uint32)[..., 0]
         out = np.empty_like(planes)
         _gather(self.luma, idx, out=out[:height])
         ym = cv2.resize(y, (w2, h2), interpolation=cv2.INTER_AREA)
-        cidx = cv2.merge([ym, uv, self._zeros[:h2, :w2]]).view(np.uint32)[..., 0]
+        cidx = cv2.merge([ym, uv, scratch.zeros[:h2, :w2]]).view(np.uint32)[..., 0]
         c = _gather(self.chroma, cidx).view(np.uint8).reshape(h2, w2, 2)
         oc = out[height:].reshape(2, h2, w2)
         oc[0] = c[..., 0]

@@ -11,7 +11,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -141,11 +141,15 @@ class ShotGrade:
     def release(self) -> None:
         self._table = None
 
-    def grade(self, pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-        """Grade one decoded frame (layouts of :mod:`grade.io.video`)."""
+    def grade(
+        self, pixels: np.ndarray, height: int, width: int, defer: bool = False
+    ) -> np.ndarray | Callable[[], np.ndarray]:
+        """Grade one decoded frame (layouts of :mod:`grade.io.video`). With ``defer``, the result may be a
+        function that finishes the frame (see :func:`grade.io.video.render_video`'s workers)."""
         if self.learned is not None:
             if isinstance(self._table, YuvTable):
-                return self.learned.apply_yuv420(pixels, height, width, self._table, *self._yuv, self.stabiliser)
+                yuv = self._yuv
+                return self.learned.apply_yuv420(pixels, height, width, self._table, *yuv, self.stabiliser, defer)
             table = self._table if pixels.dtype == np.uint8 else None
             return self.learned.apply_pixels(pixels, table, self.stabiliser)
         if pixels.dtype == np.uint16:
@@ -714,7 +718,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
                 previous.release()  # free the previous shot's table before building the next
             grade.prepare(native, matrix, full_range)
             current["shot"], current["grade"] = shot, grade
-        return grade.grade(pixels, info.height, info.width)
+        return grade.grade(pixels, info.height, info.width, defer=True)
 
     def on_frame(i: int) -> None:
         task.advance()
@@ -738,6 +742,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
             crf=options.crf,
             on_frame=on_frame,
             pixel_format="yuv420p" if native else None,
+            workers=max(1, min(4, (os.cpu_count() or 1) // 2)),
         )
     for g in pick.grades:
         g.release()

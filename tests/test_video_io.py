@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -38,6 +39,43 @@ def test_roundtrip_keeps_frames_rate_audio_and_source(clip: Path, tmp_path: Path
     assert audio_duration(out) == pytest.approx(audio_duration(clip), abs=1e-3)
     assert np.abs(a[4].astype(int) - b[4]).mean() < 4  # visually identical
     assert sha(clip) == before
+
+
+def test_deferred_frames_finish_on_workers_in_order(tmp_path: Path) -> None:
+    """``grade`` may return a function that finishes the frame on a worker thread: frames still come out
+    in order (workers finishing out of order), identical to grading inline; a failing one fails the render."""
+    src = make_clip(tmp_path / "src.mkv", frames=12, codec="ffv1", audio=False)
+    rng = np.random.default_rng(0)
+    delays = rng.uniform(0, 0.03, 12)
+
+    def invert(px: np.ndarray) -> np.ndarray:
+        return 255 - px
+
+    def deferred(i: int, px: np.ndarray):
+        def finish() -> np.ndarray:
+            time.sleep(delays[i])  # later frames often finish first
+            return invert(px)
+
+        return finish
+
+    inline, parallel = tmp_path / "inline.mkv", tmp_path / "parallel.mkv"
+    render_video(src, inline, probe(src), lambda i, px: invert(px), codec="ffv1")
+    stats = render_video(src, parallel, probe(src), deferred, codec="ffv1", workers=3)
+    a, ta = read_all(inline)
+    b, tb = read_all(parallel)
+    assert stats.frames == 12 and tb == pytest.approx(ta)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+    def broken(i: int, px: np.ndarray):
+        def finish() -> np.ndarray:
+            if i == 7:
+                raise ValueError("worker failed")
+            return px
+
+        return finish
+
+    with pytest.raises(ValueError, match="worker failed"):
+        render_video(src, tmp_path / "broken.mkv", probe(src), broken, codec="ffv1", workers=2)
 
 
 def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ hold them; otherwise audio is re-encoded (AAC/Opus) and the report says so.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import io
 import queue
@@ -510,8 +511,14 @@ def render_video(
     on_frame: Callable[[int], None] | None = None,
     pixel_format: str | None = None,
     frames: tuple[int, int] | None = None,
+    workers: int = 1,
 ) -> RenderStats:
     """Decode ``source``, pass each frame's pixels through ``grade(index, pixels)``, encode to ``target``.
+
+    ``grade`` returns the graded pixels, or a function that computes them: the per-frame work that
+    does not depend on the frames before (the learned look's full-resolution apply, once its field is
+    known). Those functions run on ``workers`` threads while ``grade`` goes on with the next frames;
+    frames are still encoded in order.
 
     ``frames=(start, end)`` renders only that range of the source's frames (decode order, counted
     from 0; an edit's event with handles): the output starts at time 0, its timecode tag is the
@@ -519,8 +526,8 @@ def render_video(
 
     ``pixel_format`` is what ``grade`` receives: :func:`rgb_format` by default, or ``"yuv420p"``
     (planes as PyAV lays them out, ``(H * 3 // 2, W)``) when :func:`native_yuv420` allows it.
-    Decoding, grading and encoding run in three threads joined by small bounded queues, so memory
-    stays flat and the stages overlap. ``target`` is written directly: callers wrap it in
+    Decoding, grading and encoding run in three threads (plus the ``workers``) joined by small bounded
+    queues, so memory stays flat and the stages overlap. ``target`` is written directly: callers wrap it in
     :func:`grade.io.atomic.atomic_output`.
     """
     encoder, opts, pix_fmt = choose_codec(target, codec, crf, info)
@@ -637,6 +644,10 @@ def render_video(
                         transcoders[idx].feed(packet, out_box)
                     continue
                 _, index, pts, tb, dur, pixels = item
+                if isinstance(pixels, tuple):  # (future of the graded pixels, the source's dtype and shape)
+                    future, dtype, shape = pixels
+                    pixels = future.result()
+                    _check_layout(pixels, dtype, shape)
                 if native:
                     frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
                 else:
@@ -657,6 +668,7 @@ def render_video(
             for t in transcoders.values():
                 t.flush(out_box)
 
+        pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="grade-apply")
         reader, writer = _Worker(read, stop), _Worker(write, stop)
         reader.start()
         writer.start()
@@ -668,8 +680,10 @@ def render_video(
                 if item[0] == "v":
                     _, index, pts, tb, dur, pixels = item
                     out = grade(index, pixels)
-                    if out.dtype != pixels.dtype or out.shape != pixels.shape:
-                        raise RuntimeError(f"grade changed the frame layout {pixels.shape}->{out.shape}")
+                    if callable(out):  # finished on a worker; the writer waits for it, in order
+                        out = (pool.submit(out), pixels.dtype, pixels.shape)
+                    else:
+                        _check_layout(out, pixels.dtype, pixels.shape)
                     item = ("v", index, pts, tb, dur, out)
                     if on_frame:
                         on_frame(index)
@@ -685,6 +699,7 @@ def render_video(
             stop.set()
             reader.join(timeout=10)
             writer.join(timeout=10)
+            pool.shutdown(wait=True, cancel_futures=True)
         for w in (reader, writer):
             if w.error is not None:
                 raise w.error
@@ -706,6 +721,11 @@ def render_video(
     if stats.frames == 0:
         raise InputError(f"no decodable video frame in {source}")
     return stats
+
+
+def _check_layout(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    if out.dtype != dtype or out.shape != shape:
+        raise RuntimeError(f"grade changed the frame layout {shape}->{out.shape}")
 
 
 def _frame_step(info: VideoInfo, vin) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -234,10 +235,13 @@ class LearnedLook:
         matrix: int,
         full_range: bool,
         stabiliser: Stabiliser | None = None,
-    ) -> np.ndarray:
+        defer: bool = False,
+    ) -> np.ndarray | Callable[[], np.ndarray]:
         """Grade an 8-bit 4:2:0 frame in its own YCbCr, as PyAV lays it out (``(H * 3 // 2, W)`` uint8, even
         ``H`` and ``W``; ``table`` a :class:`~grade.lut.YuvTable` of this look's LUT for the source's
-        ``matrix`` and range). Returns the same layout.
+        ``matrix`` and range). Returns the same layout; with ``defer``, a function that returns it: the
+        field (network, stabiliser: frame after frame) is computed now, the full-resolution apply (which
+        does not depend on other frames) when the function is called, on any thread.
 
         The same grade as :meth:`apply_pixels` without the two RGB conversions of the frame (which cost
         more than the grade): the network sees the frame at working resolution (converted to RGB there),
@@ -262,6 +266,17 @@ class LearnedLook:
         else:
             field, _ = self.field_small(small)
         coef = yuv_field(field, matrix, full_range, self.strength)  # (hs, ws, 13) float32
+        if defer:
+            return lambda: self._apply_yuv420(planes, height, width, table, coef)
+        return self._apply_yuv420(planes, height, width, table, coef)
+
+    def _apply_yuv420(
+        self, planes: np.ndarray, height: int, width: int, table: YuvTable, coef: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`apply_yuv420`'s full-resolution part, with the code-value field ``coef`` of :func:`yuv_field`."""
+        h2, w2 = height // 2, width // 2
+        y = planes[:height]
+        chroma = planes[height:].reshape(2, h2, w2)
         base = table.apply_yuv420(planes, height, width)
         by, bc = base[:height], base[height:].reshape(2, h2, w2)
         # per half-resolution sample: x = (mean luma of the block, Cb, Cr, 1), and each output is a
@@ -289,9 +304,10 @@ class LearnedLook:
         return out
 
     def _ones(self, h: int, w: int) -> np.ndarray:
-        if self._ones_plane.shape != (h, w):  # kept between frames
-            self._ones_plane = np.ones((h, w), np.uint8)
-        return self._ones_plane
+        ones = self._ones_plane
+        if ones.shape != (h, w):  # kept between frames (read-only: threads may share it)
+            ones = self._ones_plane = np.ones((h, w), np.uint8)
+        return ones
 
     def apply_field(
         self, frame: torch.Tensor | None, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0

@@ -20,10 +20,10 @@ def main() -> int:
     grade_frame = pipeline.ShotGrade.grade
     train_look = pipeline.train_look
 
-    def slow_grade(self, pixels, height, width):
+    def slow_grade(self, pixels, height, width, **kw):
         (markers / "render").touch()
         time.sleep(seconds)
-        return grade_frame(self, pixels, height, width)
+        return grade_frame(self, pixels, height, width, **kw)
 
     def slow_train(*a, **kw):
         a = list(a)
