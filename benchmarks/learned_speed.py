@@ -5,8 +5,9 @@ A look is trained once through the library on ``<shared>/samples/pairs/08_conten
 
 * (a) the content, resized to 1920x1080, is graded as the video pipeline does, decode and encode
   excluded: ``look.apply_pixels(rgba, PackedTable(lut))`` on an 8-bit RGBA frame (the table built
-  once, outside the timing), median of ``--repeats`` after 2 warm-ups, target <= 100 ms; and the
-  16-bit path ``look.apply_pixels(rgb16)`` (no table) the same way;
+  once, outside the timing), median of ``--repeats`` after 2 warm-ups, target <= 100 ms; the 4:2:0
+  path ``look.apply_yuv420`` (what 8-bit 4:2:0 video to a 4:2:0 output uses) and the 16-bit path
+  ``look.apply_pixels(rgb16)`` (no table) the same way; no stabiliser (the network on every call);
 * (b) peak memory of one 3840x2160 apply (8-bit RGBA with table, and 16-bit), each in a fresh
   subprocess: its ``ru_maxrss`` after the apply minus its RSS right before it (the apply's own
   working memory), and the absolute peak (everything the process holds: Python, torch, the look,
@@ -31,13 +32,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import torch
 from common import make_parser, median_time, print_system, save_json, shared_dir, system_info, table, timed
 
 from grade.io.image import fit_side, read_image, to_tensor
-from grade.lut import PackedTable
+from grade.lut import PackedTable, YuvTable
 from grade.model.look import LearnedLook
 from grade.train import train_look
 from grade.transfer import fast_lut
@@ -58,6 +60,12 @@ def frame_rgba(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``rgb`` resized to ``size`` (W, H) as an 8-bit RGBA frame, alpha 255 (the video decoder's layout)."""
     big = cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
     return np.dstack([big, np.full(big.shape[:2], 255, np.uint8)])
+
+
+def yuv420_frame(rgba: np.ndarray) -> np.ndarray:
+    """An RGBA frame as BT.709 limited-range yuv420p planes ``(H * 3 // 2, W)`` (the decoder's 4:2:0 layout)."""
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgba[..., :3]), format="rgb24")
+    return frame.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1).to_ndarray()
 
 
 def frame_rgb16(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -158,13 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     table_s, packed = timed(lambda: PackedTable(look.lut))
     t8, runs8 = timed_apply(lambda: look.apply_pixels(rgba, packed), args.repeats)
     t16, runs16 = timed_apply(lambda: look.apply_pixels(rgb16), args.repeats)
+    planes = yuv420_frame(rgba)
+    yuv_table = YuvTable(look.lut, 1, False)
+    t420, runs420 = timed_apply(lambda: look.apply_yuv420(planes, *HD[::-1], yuv_table, 1, False), args.repeats)
     print(f"\n1920x1080 apply (median of {args.repeats} after {WARMUPS} warm-ups; PackedTable build {table_s:.2f} s)")
+    paths = (
+        ("8-bit RGBA + PackedTable", t8, runs8),
+        ("8-bit 4:2:0 (BT.709) + YuvTable", t420, runs420),
+        ("16-bit RGB (no table)", t16, runs16),
+    )
     print(
         table(
             ["path", "median ms", "frames/s", "min ms", "max ms"],
             [
                 [name, *(f"{v:.1f}" for v in (t * 1e3, 1 / t, min(runs) * 1e3, max(runs) * 1e3))]
-                for name, t, runs in (("8-bit RGBA + PackedTable", t8, runs8), ("16-bit RGB (no table)", t16, runs16))
+                for name, t, runs in paths
             ],
         )
     )
