@@ -6,6 +6,7 @@ of ``[0, 1]^3`` (the ``.cube`` convention with red varying fastest on disk).
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -175,9 +176,10 @@ def apply_lut_u16(lut: torch.Tensor, rgb16: np.ndarray, rows: int = 256) -> np.n
 _KR_KB = {1: (0.2126, 0.0722), 4: (0.30, 0.11), 5: (0.299, 0.114), 7: (0.212, 0.087), 9: (0.2627, 0.0593)}
 
 
+@functools.lru_cache(maxsize=32)
 def yuv_affine(matrix: int, full_range: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``(P, q)`` with ``R'G'B' = P @ (Y, Cb, Cr) + q`` for 8-bit code values (``P`` ``(3, 3)``, ``q`` ``(3,)``,
-    float64), R'G'B' in [0, 1] before any clipping."""
+    float64), R'G'B' in [0, 1] before any clipping. Cached (asked for on every frame): do not modify them."""
     kr, kb = _KR_KB.get(matrix, _KR_KB[1])
     kg = 1 - kr - kb
     # (Y', Cb', Cr') in [0, 1] x [-0.5, 0.5]^2 -> R'G'B'
