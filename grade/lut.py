@@ -235,21 +235,26 @@ class YuvTable:
 
         h2, w2 = height // 2, width // 2
         y = planes[:height]
-        chroma = planes[height:].reshape(-1)
-        uv = cv2.merge([chroma[: h2 * w2].reshape(h2, w2), chroma[h2 * w2 :].reshape(h2, w2)])
+        cb, cr = planes[height:].reshape(2, h2, w2)
         scratch = self._scratch
-        if getattr(scratch, "zeros", np.empty(0)).shape != (height, width):
-            # scratch planes kept between frames (fresh 2-8 MiB arrays cost page faults every frame)
-            scratch.zeros = np.zeros((height, width), np.uint8)
-            scratch.index = np.empty((height, width, 4), np.uint8)
-        uv_full = cv2.resize(uv, (width, height), interpolation=cv2.INTER_NEAREST)
-        idx = cv2.merge([y, uv_full, scratch.zeros], dst=scratch.index).view(np.uint32)[..., 0]
+        if getattr(scratch, "shape", None) != (height, width):
+            # index planes kept between frames (fresh 2-8 MiB arrays cost page faults every frame)
+            scratch.shape = (height, width)
+            scratch.luma = np.empty((h2, 2, width), np.int32)
+            scratch.zeros = np.zeros((h2, w2), np.uint8)
+            scratch.uv = np.empty((h2, w2, 4), np.uint8)
+            scratch.chroma = np.empty((h2, w2), np.int32)
+        # Cb << 8 | Cr << 16 of each 2x2 block (little-endian bytes 0, Cb, Cr, 0), widened to the luma's
+        # columns and added to both of its rows: no full-size chroma plane or channel merge
+        uv = cv2.merge([scratch.zeros, cb, cr, scratch.zeros], dst=scratch.uv).view(np.int32)[..., 0]
+        wide = cv2.resize(uv, (width, h2), interpolation=cv2.INTER_NEAREST)
+        np.add(y.reshape(h2, 2, width), wide[:, None, :], out=scratch.luma, dtype=np.int32)
         out = np.empty_like(planes)
-        _gather(self.luma, idx, out=out[:height])
+        _gather(self.luma, scratch.luma.view(np.uint32), out=out[:height].reshape(h2, 2, width))
+        # chroma samples with the mean luma of their block
         ym = cv2.resize(y, (w2, h2), interpolation=cv2.INTER_AREA)
-        cidx = cv2.merge([ym, uv, scratch.zeros[:h2, :w2]]).view(np.uint32)[..., 0]
-        c = _gather(self.chroma, cidx).view(np.uint8).reshape(h2, w2, 2)
+        np.add(uv, ym, out=scratch.chroma, dtype=np.int32)
+        c = _gather(self.chroma, scratch.chroma.view(np.uint32)).view(np.uint8).reshape(h2, w2, 2)
         oc = out[height:].reshape(2, h2, w2)
-        oc[0] = c[..., 0]
-        oc[1] = c[..., 1]
+        cv2.split(c, [oc[0], oc[1]])
         return out

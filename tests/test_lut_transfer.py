@@ -116,6 +116,26 @@ def test_yuv_table_agrees_with_the_rgb_path(matrix: int, full_range: bool) -> No
     assert np.abs(back - want).mean() < 2.0 / 255
 
 
+def test_yuv_table_looks_up_each_sample_with_its_own_block() -> None:
+    """Every luma sample is looked up with the chroma of its own 2x2 block, every chroma sample with its
+    block's mean luma: checked sample by sample against the tables on random planes."""
+    from grade.lut import YuvTable
+
+    lut = identity_lut(17) ** torch.tensor([0.6, 1.2, 1.5]).view(3, 1, 1, 1)
+    table = YuvTable(lut.flip(0), 1, False)
+    h, w = 6, 10
+    planes = np.random.default_rng(3).integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
+    out = table.apply_yuv420(planes, h, w)
+    y = planes[:h].astype(np.int64)
+    cb, cr = (c.astype(np.int64) for c in planes[h:].reshape(2, h // 2, w // 2))
+    rows, cols = np.indices((h, w))
+    want_y = table.luma[y | cb[rows // 2, cols // 2] << 8 | cr[rows // 2, cols // 2] << 16]
+    assert np.array_equal(out[:h], want_y)
+    ym = (y.reshape(h // 2, 2, w // 2, 2).sum((1, 3)) + 2) // 4
+    packed = table.chroma[ym | cb << 8 | cr << 16]
+    assert np.array_equal(out[h:].reshape(2, h // 2, w // 2), np.stack([packed & 255, packed >> 8]))
+
+
 @pytest.mark.parametrize("size", [(1, 1), (2, 2)])
 def test_tiny_or_flat_reference_is_a_colour_cast(size) -> None:
     key = to_tensor(scene_frame(96, 64, 2, 0))
