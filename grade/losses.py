@@ -38,6 +38,7 @@ class LossWeights:
     # (Ruder et al. 2016). Off by default: 2.5 % less warping error on handheld footage for ~30 % more
     # training (BENCHMARKS.md, "Temporal term in training"); the stabiliser does most of that job
     temporal: float = 0.0
+    lut: float = 0.0  # the same input colour graded alike wherever it is (how far a 3D LUT can follow the look)
 
 
 def to_lab(rgb: torch.Tensor) -> torch.Tensor:
@@ -283,3 +284,39 @@ def temporal_loss(res_a: torch.Tensor, res_b: torch.Tensor, grid_ba: torch.Tenso
     """
     warped = F.grid_sample(res_a, grid_ba, mode="bilinear", padding_mode="border", align_corners=True)
     return (conf * (res_b - warped).abs()).sum() / (3 * conf.sum().clamp_min(1.0))
+
+
+def lut_consistency_loss(out_lab: torch.Tensor, rgb_in: torch.Tensor, grid: int = 33) -> torch.Tensor:
+    """Mean CIELAB distance of each output pixel from the output a 3D LUT would give its input colour.
+
+    The LUT is the look's own mapping averaged per input colour (``(B, 3, H, W)`` RGB ``rgb_in`` splatted
+    trilinearly into a ``grid``-point lattice, normalised and sliced back), taken as fixed: the gradient
+    pulls each pixel toward what other pixels of the same colour get. An L1 distance: the look stays
+    free to differ where that pays off elsewhere in the loss, and is pushed to agree everywhere else.
+    """
+    b, c, h, w = out_lab.shape
+    pos = rgb_in.detach().clamp(0, 1).permute(1, 0, 2, 3).reshape(3, -1) * (grid - 1)
+    lo = pos.floor().clamp(max=grid - 2)
+    frac = pos - lo
+    lo = lo.long()
+    values = out_lab.detach().permute(1, 0, 2, 3).reshape(c, -1)
+    corners = []
+    for dr in (0, 1):
+        for dg in (0, 1):
+            for db in (0, 1):
+                idx = ((lo[0] + dr) * grid + lo[1] + dg) * grid + lo[2] + db
+                wt = (
+                    (frac[0] if dr else 1 - frac[0])
+                    * (frac[1] if dg else 1 - frac[1])
+                    * (frac[2] if db else 1 - frac[2])
+                )
+                corners.append((idx, wt))
+    sums = values.new_zeros(c, grid**3)
+    weights = values.new_zeros(grid**3)
+    for idx, wt in corners:
+        sums.index_add_(1, idx, values * wt)
+        weights.index_add_(0, idx, wt)
+    table = sums / weights.clamp_min(1e-8)
+    pred = sum(table[:, idx] * wt for idx, wt in corners)
+    pred = pred.reshape(c, b, h, w).permute(1, 0, 2, 3)
+    return ((out_lab - pred) ** 2).sum(1).clamp_min(1e-6).sqrt().mean()

@@ -22,6 +22,7 @@ from grade.losses import (
     RegionSpec,
     contrast_loss,
     descriptors,
+    lut_consistency_loss,
     matting_loss,
     random_directions,
     region_loss,
@@ -224,6 +225,8 @@ def train_look(
             loss = loss + w.smooth * smoothness_loss(coef, fr["guide"])
             if w.contrast:
                 loss = loss + w.contrast * contrast_loss(out_lab, fr["base_lab"])
+            if w.lut:
+                loss = loss + w.lut * lut_consistency_loss(out_lab, fr["x"])
             if "next" in fr:
                 nx = fr["next"]
                 out_b = apply_coefficients(net(nx["inp"]), nx["base"])

@@ -270,3 +270,28 @@ def test_the_default_mode_takes_awkward_inputs(capsys, tmp_path: Path, reference
     assert report["mode"] == "learned" and out.exists() and "Traceback" not in err
     if src.suffix != ".png":
         assert len(read_all(out)[0]) == report["frames"] == len(read_all(src)[0])
+
+
+def test_lut_consistency_loss_measures_what_a_3d_lut_cannot_hold() -> None:
+    from grade.losses import lut_consistency_loss, to_lab
+
+    half = to_tensor(scene_frame(48, 64, 2, 0))[None]
+    x = torch.cat([half, half], -1)  # every colour on both halves
+    smooth = float(lut_consistency_loss(to_lab(x**1.6), x))
+    assert smooth < 1.0  # a colour-to-colour function: ~0 (trilinear interpolation only)
+    split = x**1.6
+    split[..., 48:] = split[..., 48:] * torch.tensor([1.0, 0.8, 0.8]).view(1, 3, 1, 1)  # right half redder
+    # the same colours graded two ways: a LUT can only average them, half the difference off each
+    gap = float((to_lab(split[..., 48:]) - to_lab(x[..., 48:] ** 1.6)).norm(dim=1).mean())
+    assert abs(float(lut_consistency_loss(to_lab(split), x)) - gap / 2) < 0.15 * gap
+
+
+def test_the_lut_consistency_term_makes_the_look_more_lut_like(trained) -> None:
+    from grade.losses import LossWeights, lut_consistency_loss, to_lab
+
+    key, ref, lut, look, _ = trained
+    settings = TrainSettings(steps=25, weights=LossWeights(lut=4.0))
+    faithful, _ = train_look(key, ref, lut, SMALL, settings)
+    with torch.inference_mode():
+        spread = [float(lut_consistency_loss(to_lab(m.apply(key[None])), key[None])) for m in (look, faithful)]
+    assert spread[1] < 0.7 * spread[0]
