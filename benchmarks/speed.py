@@ -14,9 +14,17 @@ source's look: same settings, more to encode) and the median per-stage seconds o
 ``--reference all`` repeats this for the reference of every pair in ``<shared>/samples/pairs``
 and reports the median ratio over them as well.
 
+``--decompose`` times two more runs in each round, to show where B's time goes:
+
+* C, the graded picture's own cost: the baseline transcode run on B's output (what the same
+  settings cost on the graded picture instead of the source);
+* D, the render alone: ``GradeOptions(mode="fast", joint=True)``, which analyses the whole clip
+  first, fits one look and only then renders; its render stage is a grade with the analysis for
+  free (one lookup table instead of one per shot).
+
 Run::
 
-    python benchmarks/speed.py [--seconds 10] [--repeats 3] [--reference all] [--json speed.json]
+    python benchmarks/speed.py [--seconds 10] [--repeats 3] [--reference all] [--decompose] [--json speed.json]
 """
 
 from __future__ import annotations
@@ -105,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", help=f"reference still, or 'all' for every pair's reference (default <shared>/{REFERENCE})"
     )
+    parser.add_argument(
+        "--decompose", action="store_true", help="also time C (B's output transcoded) and D (render alone)"
+    )
     args = parser.parse_args(argv)
     shared = shared_dir(args.shared)
     refs = references(shared, args.reference)
@@ -113,15 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     print_system(info)
 
     options = GradeOptions(mode="fast", force=True)
-    rows, results = [], []
+    joint = GradeOptions(mode="fast", force=True, joint=True)
+    rows, results, decomposed = [], [], []
     with tempfile.TemporaryDirectory(prefix="grade-speed-") as tmp:
         clip, out_a, out_b = Path(tmp) / "clip.mp4", Path(tmp) / "baseline.mp4", Path(tmp) / "graded.mp4"
+        out_c = Path(tmp) / "other.mp4"
         build_s, frames = timed(lambda: build_clip(shared / SOURCE, clip, args.seconds, args.fps, (width, height)))
         print(f"test clip: {width}x{height}, {frames} frames at {float(args.fps):.3f} fps (built in {build_s:.1f} s)")
         for reference in refs:
             baseline: list[float] = []
             graded: list[float] = []
             reports: list[GradeReport] = []
+            parts: dict[str, list[float]] = {"C": [], "D total": [], "D render": []}
             for n in range(max(1, args.repeats)):
                 seconds, frames_a = timed(lambda: transcode(clip, out_a))
                 baseline.append(seconds)
@@ -129,7 +143,16 @@ def main(argv: list[str] | None = None) -> int:
                 graded.append(seconds)
                 reports.append(report)
                 say = f"{reference.name} run {n + 1}: baseline {baseline[-1]:.2f} s, grade {graded[-1]:.2f} s"
+                if args.decompose:
+                    parts["C"].append(timed(lambda: transcode(out_b, out_c))[0])
+                    seconds, report_d = timed(lambda ref=reference: grade_file(clip, ref, joint, output=out_c))
+                    parts["D total"].append(seconds)
+                    parts["D render"].append(report_d.seconds["render"])
+                    say += f", C {parts['C'][-1]:.2f} s, D {seconds:.2f} s (render {parts['D render'][-1]:.2f} s)"
                 print(say, file=sys.stderr)
+            if args.decompose:
+                a = statistics.median(baseline)
+                decomposed.append([reference.name, a, *[statistics.median(v) / a for v in parts.values()]])
             frames_b = count_frames(out_b)
             if not frames_a == frames_b == frames:
                 print(f"warning: frame counts differ: clip {frames}, baseline {frames_a}, grade {frames_b}")
@@ -146,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ratio": b / a,
                     "output_size_ratio": size_ratio,
                     "grade_stages": stages,
+                    "decompose_seconds": parts if args.decompose else None,
                     "grade_reports": [r.model_dump(mode="json") for r in reports],
                 }
             )
@@ -159,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     label = "B/A" if len(rows) == 1 else f"median B/A over {len(rows)} references {spread}"
     print(f"\n{label} = {overall:.3f}  (target <= 1.5: {'met' if overall <= 1.5 else 'NOT met'})")
     print("(analysis and fitting overlap the render: B is wall time, stages are each stage's own)")
+    if decomposed:
+        print()
+        print(table(["reference", "A transcode s", "C/A graded picture", "D/A sequential", "D render / A"], decomposed))
+        print("(C: B's output transcoded like the source; D: analyse, fit one look, then render)")
     save_json(
         args.json,
         {
