@@ -710,7 +710,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
     native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
-    def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray:
+    def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
         shot, grade = pick.grade_for(index)
         if current["shot"] != shot:
             previous = current.get("grade")

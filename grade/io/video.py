@@ -504,7 +504,7 @@ def render_video(
     source: Path,
     target: Path,
     info: VideoInfo,
-    grade: Callable[[int, np.ndarray], np.ndarray],
+    grade: Callable[[int, np.ndarray], np.ndarray | Callable[[], np.ndarray]],
     *,
     codec: str | None = None,
     crf: int | None = None,
