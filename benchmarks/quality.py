@@ -51,7 +51,7 @@ from common import (
 from grade.pipeline import GradeOptions, grade_file
 
 METHODS = ("content", "mkl", "hm-mkl-hm", "fast", "learned")
-METRICS = ("look", "region", "structure", "affine")
+METRICS = ("look", "region", "wash", "structure", "affine")
 THUMB_HEIGHT = 96
 
 

@@ -1,6 +1,6 @@
 """Command line: arguments -> library calls, rich progress, one-line errors. No grading logic here.
 
-grade SHOT --look REFERENCE|LUT.cube [-o OUT] [--mode fast] [--strength S] [--preview PNG] ...
+grade SHOT --look REFERENCE|LUT.cube [-o OUT] [--mode fast] [--strength S] [--regional R] [--preview PNG] ...
 grade SHOT --preset NAME [--refine]
 grade scene --look REFERENCE SHOT1 SHOT2 ... [--save-preset NAME]
 grade shots CLIP [--json]
@@ -72,19 +72,24 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=["fast", "learned"],
         default="learned",
-        help="learned (default): a per-shot network trained on the key frame (~20 s on 2 CPU cores) on top of the "
-        "global transfer, matching the reference region by region; fast: the global colour transfer alone "
-        "(instant previews)",
+        help="learned (default): per shot, one colour map per material of the key frame, trained (~6 s on 2 CPU "
+        "cores) on top of the global transfer so that each material takes the colours of the reference's "
+        "matching content; fast: the global colour transfer alone (instant previews)",
     )
     p.add_argument("--steps", type=int, help="learned mode: training steps per shot (default 120; 40 with --refine)")
     p.add_argument(
         "--look-side",
         type=int,
         metavar="PX",
-        help="learned mode: long side the network works at (default 192; 256 matches the reference more closely "
-        "region by region but trains ~1.5x longer)",
+        help="learned mode: long side the look is fitted and evaluated at (default 192)",
     )
     p.add_argument("--strength", type=_positive_float01, default=1.0, help="blend of the grade, 0..1 (default 1)")
+    p.add_argument(
+        "--regional",
+        type=_positive_float01,
+        default=1.0,
+        help="learned looks: 0 is the global look of fast mode, 1 the full per-material look (default 1)",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
     p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")
@@ -263,6 +268,7 @@ def _options(args: argparse.Namespace, **extra):
     return GradeOptions(
         mode=args.mode,
         strength=args.strength,
+        regional=args.regional,
         device=args.device,
         codec=args.codec,
         crf=args.crf,

@@ -780,7 +780,8 @@ def _scene_grade(
         return ShotGrade(read_cube(desc["cube"]), options.strength), ("cube", desc["cube"]), False
     if "preset" in desc:
         preset = read_preset(desc["preset"])
-        return _preset_grade(preset, options.strength, options.stabilise), ("preset", desc["preset"]), False
+        grade = _preset_grade(preset, options.strength, options.stabilise, options.regional)
+        return grade, ("preset", desc["preset"]), False
     trained = ("mode", "seed", "steps", "working_side", "look_side")
     grading = {k: v for k, v in options.model_dump().items() if k in trained}
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
@@ -788,7 +789,8 @@ def _scene_grade(
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
     if cache.exists():
         with contextlib.suppress(InputError):  # a damaged cache is trained again
-            return _preset_grade(read_preset(cache), options.strength, options.stabilise), ("preset", str(cache)), False
+            grade = _preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
+            return grade, ("preset", str(cache)), False
     keys = []
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
@@ -873,6 +875,7 @@ def _worker_render(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; atomic outputs clean up on exit
     t = time.perf_counter()
+    options = GradeOptions.model_validate_json(options_json)
     if spec not in _WORKER_GRADES:
         for g in _WORKER_GRADES.values():
             g.release()
@@ -881,10 +884,9 @@ def _worker_render(
         grade = (
             ShotGrade(read_cube(path), strength)
             if kind == "cube"
-            else _preset_grade(read_preset(path), strength, stabilise)
+            else _preset_grade(read_preset(path), strength, stabilise, options.regional)
         )
         _WORKER_GRADES[spec] = grade
-    options = GradeOptions.model_validate_json(options_json)
     frames = _render_event(_WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options)
     return frames, time.perf_counter() - t
 

@@ -65,6 +65,9 @@ class GradeOptions(BaseModel):
     library: Path | None = None  # presets directory (default: $GRADE_PRESETS or the platform's data dir)
     jobs: int = Field(1, ge=1, le=64)  # conform: events rendered in parallel processes
     stabilise: bool = True  # learned looks: motion-compensated temporal stabilisation of the field
+    # learned looks: how much of the regional (per-material) grade goes on top of the global one
+    # (0: the global look of fast mode, 1: the full regional look)
+    regional: float = Field(1.0, ge=0.0, le=1.0)
 
 
 class GradeReport(BaseModel):
@@ -229,7 +232,7 @@ def fit_shots(
                 init=init.learned if init is not None else None,
                 neighbours=nexts,
             )
-            look.strength = options.strength
+            look.strength, look.regional = options.strength, options.regional
             grades.append(ShotGrade(lut, options.strength, look, options.stabilise))
             task.update(completed=(n + 1) * settings.steps)
     return grades
@@ -401,7 +404,7 @@ def grade_files(
     if src.kind == "cube":
         shared = [ShotGrade(src.lut, options.strength)]
     elif src.kind == "preset" and not options.refine:
-        shared = [_preset_grade(src.preset, options.strength, options.stabilise)]
+        shared = [_preset_grade(src.preset, options.strength, options.stabilise, options.regional)]
     else:
         shared = fit_shots(
             all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset, all_next
@@ -457,9 +460,9 @@ def _finish(jobs, src: _LookSource, shared, reports, options: GradeOptions, libr
 REFINE_STEPS = 40  # --refine: a third of a cold training
 
 
-def _preset_grade(preset: Preset, strength: float, stabilise: bool = True) -> ShotGrade:
+def _preset_grade(preset: Preset, strength: float, stabilise: bool = True, regional: float = 1.0) -> ShotGrade:
     if preset.learned is not None:
-        learned = LearnedLook(preset.learned.lut, preset.learned.net, preset.learned.settings, strength)
+        learned = LearnedLook(preset.learned.lut, preset.learned.net, preset.learned.settings, strength, regional)
         return ShotGrade(preset.lut, strength, learned, stabilise)
     return ShotGrade(preset.lut, strength)
 

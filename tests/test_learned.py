@@ -22,6 +22,7 @@ from grade.transfer import fast_lut
 
 FAST = TrainSettings(steps=25)
 SMALL = LookSettings(working_side=64)
+NETWORK = LookSettings(working_side=64, kind="network")  # grade 0.1's HRNet look: its own training terms
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +216,12 @@ def test_training_with_the_temporal_term_sees_the_next_frame() -> None:
     ref = to_tensor(scene_frame(80, 60, 5, 1))
     lut = fast_lut(key, ref)
     settings = TrainSettings(steps=6, patience=100, weights=LossWeights(temporal=2.0))
-    plain = train_look(key, ref, lut, SMALL, settings)[1]
-    moving = train_look(key, ref, lut, SMALL, settings, neighbours=[nxt])[1]
+    plain = train_look(key, ref, lut, NETWORK, settings)[1]
+    moving = train_look(key, ref, lut, NETWORK, settings, neighbours=[nxt])[1]
     assert moving.steps == plain.steps == 6
     # the untrained network changes nothing (no term at step 1); then the term shapes the training
     assert moving.history[0] == plain.history[0] and moving.history != plain.history
-    still = train_look(key, ref, lut, SMALL, settings, neighbours=[key.clone()])[1]
+    still = train_look(key, ref, lut, NETWORK, settings, neighbours=[key.clone()])[1]
     assert still.history == plain.history  # no motion: no term, identical training
 
 
@@ -289,9 +290,10 @@ def test_lut_consistency_loss_measures_what_a_3d_lut_cannot_hold() -> None:
 def test_the_lut_consistency_term_makes_the_look_more_lut_like(trained) -> None:
     from grade.losses import LossWeights, lut_consistency_loss, to_lab
 
-    key, ref, lut, look, _ = trained
+    key, ref, lut, _, _ = trained
+    look, _ = train_look(key, ref, lut, NETWORK, TrainSettings(steps=25))
     settings = TrainSettings(steps=25, weights=LossWeights(lut=4.0))
-    faithful, _ = train_look(key, ref, lut, SMALL, settings)
+    faithful, _ = train_look(key, ref, lut, NETWORK, settings)
     with torch.inference_mode():
         spread = [float(lut_consistency_loss(to_lab(m.apply(key[None])), key[None])) for m in (look, faithful)]
     assert spread[1] < 0.7 * spread[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -33,16 +33,27 @@ from safetensors.torch import load_file, save_file
 from grade.errors import InputError
 from grade.lut import PackedTable, YuvTable, apply_lut, yuv_affine
 from grade.model.hrnet import AffineHRNet
+from grade.model.material import MaterialMaps, MaterialSettings
 from grade.temporal import Stabiliser
 
 
 @dataclass(frozen=True)
 class LookSettings:
-    working_side: int = 192  # long side the network sees (trains in ~20 s on 2 cores)
-    widths: tuple[int, ...] = (16, 32, 64)
-    blocks: int = 1
+    """How a learned look is built. ``kind``: ``"material"`` (the default: one colour map per material,
+    :mod:`grade.model.material`) or ``"network"`` (an HRNet predicting a free affine field; the looks of
+    grade 0.1's presets, still read and applied)."""
+
+    working_side: int = 192  # long side the look sees
+    widths: tuple[int, ...] = (16, 32, 64)  # network kind only
+    blocks: int = 1  # network kind only
     fit_radius: int = 2  # window of the guided upsampling fit, at working resolution
     fit_eps: float = 1e-3
+    kind: str = "material"
+    material: MaterialSettings = MaterialSettings()
+    # what the full-resolution field is an affine map of: "source" (the frame itself: the whole grade,
+    # global LUT included, is locally affine in the footage's colours, as in bilateral guided upsampling)
+    # or "base" (the LUT-graded frame: grade 0.1's network looks)
+    guide: str = "base"
 
 
 def working_size(h: int, w: int, side: int, min_side: int = 32) -> tuple[int, int]:
@@ -105,7 +116,19 @@ def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: flo
 def settings_from_json(text: str) -> LookSettings:
     """:class:`LookSettings` from their JSON form (``widths`` comes back as a list)."""
     raw = json.loads(text)
-    return LookSettings(**{**raw, "widths": tuple(raw["widths"])})
+    material = MaterialSettings(**raw.pop("material", {}))
+    kind = raw.pop("kind", "network")  # presets written before the material look have a network
+    guide = raw.pop("guide", "base")  # ... and their field maps the LUT-graded frame
+    if kind not in ("material", "network") or guide not in ("source", "base"):
+        raise ValueError(f"unknown look kind {kind!r} / guide {guide!r}")
+    return LookSettings(**{**raw, "widths": tuple(raw["widths"])}, kind=kind, material=material, guide=guide)
+
+
+def build_model(settings: LookSettings, materials: int | None = None) -> AffineHRNet | MaterialMaps:
+    """The trainable part of a look of ``settings.kind`` (untrained: the identity on the global grade)."""
+    if settings.kind == "material":
+        return MaterialMaps(settings.material, materials)
+    return AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
 
 
 LOOK_FORMAT = "grade.learned-look"
@@ -113,10 +136,23 @@ LOOK_VERSION = 1
 
 
 class LearnedLook:
-    """A global LUT and a trained coefficient network; call :meth:`apply` on frames."""
+    """A global LUT and a trained model on top of it (per-material maps, or a coefficient network); call
+    :meth:`apply` on frames. ``strength`` blends the whole grade with the source; ``regional`` scales the
+    regional part on top of the global grade (0: the global look of fast mode, 1: the full look)."""
 
-    def __init__(self, lut: torch.Tensor, net: AffineHRNet, settings: LookSettings, strength: float = 1.0) -> None:
+    def __init__(
+        self,
+        lut: torch.Tensor,
+        net: AffineHRNet | MaterialMaps,
+        settings: LookSettings,
+        strength: float = 1.0,
+        regional: float = 1.0,
+    ) -> None:
+        kind = "material" if isinstance(net, MaterialMaps) else "network"
+        if settings.kind != kind:  # the settings describe the model they come with
+            settings = replace(settings, kind=kind)
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
+        self.regional = regional
         self._ones_plane = np.empty(0, np.uint8)
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -130,9 +166,15 @@ class LearnedLook:
         cls, tensors: dict[str, torch.Tensor], settings: LookSettings, prefix: str = "", strength: float = 1.0
     ) -> LearnedLook:
         """Rebuild a look from :meth:`tensors`. Raises ``KeyError``/``RuntimeError`` when they do not fit."""
-        net = AffineHRNet(in_ch=8, widths=settings.widths, blocks=settings.blocks)
         n = len(prefix) + 4
-        net.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(f"{prefix}net.")})
+        state = {k[n:]: v for k, v in tensors.items() if k.startswith(f"{prefix}net.")}
+        materials = state["maps"].shape[0] if settings.kind == "material" and "maps" in state else None
+        if materials is not None and not 1 <= materials <= 64:
+            raise RuntimeError(f"{materials} materials")
+        net = build_model(settings, materials)
+        net.load_state_dict(state)
+        if not all(torch.isfinite(v).all() for v in net.state_dict().values()):
+            raise RuntimeError("non-finite weights")
         lut = tensors[f"{prefix}lut"].float()
         if lut.dim() != 4 or lut.shape[0] != 3 or not (lut.shape[1] == lut.shape[2] == lut.shape[3] >= 2):
             raise RuntimeError(f"LUT has shape {tuple(lut.shape)}")
@@ -175,11 +217,15 @@ class LearnedLook:
         """:meth:`field` for a frame already at working resolution ``(1, 3, h, w)``."""
         base = apply_lut(self.lut, small)
         with torch.inference_mode():
-            coef = self.net(network_input(small, base))
-            out = apply_coefficients(coef, base)
+            if isinstance(self.net, MaterialMaps):
+                out = self.net(base, self.regional)
+            else:
+                coef = self.net(network_input(small, base))
+                out = apply_coefficients(coef * self.regional, base)
             # fit the *correction*: the ridge then pulls flat windows toward the identity (texture kept),
             # not toward a constant colour
-            field = fit_local_affine(base, out - base, self.settings.fit_radius, self.settings.fit_eps)
+            guide = small if self.settings.guide == "source" else base
+            field = fit_local_affine(guide, out - guide, self.settings.fit_radius, self.settings.fit_eps)
             field[:, 0] += 1
             field[:, 4] += 1
             field[:, 8] += 1
@@ -188,7 +234,7 @@ class LearnedLook:
     def apply(self, frame: torch.Tensor) -> torch.Tensor:
         """Grade a full-resolution frame ``(1, 3, H, W)`` in [0, 1]; returns ``(1, 3, H, W)``."""
         field, _ = self.field(frame)
-        return self.apply_field(frame, field)
+        return self.apply_field(frame, field, base=frame if self.settings.guide == "source" else None)
 
     def apply_pixels(
         self, pixels: np.ndarray, table: PackedTable | None = None, stabiliser: Stabiliser | None = None
@@ -212,10 +258,13 @@ class LearnedLook:
         else:
             field, _ = self.field_small(small)
         base = None
-        if table is not None and not deep:  # the global part through the 8-bit table, as planes
+        if self.settings.guide == "source":
+            table = None
+            base = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # the field maps the frame itself
+        elif table is not None and not deep:  # the global part through the 8-bit table, as planes
             base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
         frame = None
-        if base is None or self.strength != 1.0:
+        if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
         out = self.apply_field(frame, field, base=base, scale=scale)
         with torch.inference_mode():
@@ -277,7 +326,7 @@ class LearnedLook:
         h2, w2 = height // 2, width // 2
         y = planes[:height]
         chroma = planes[height:].reshape(2, h2, w2)
-        base = table.apply_yuv420(planes, height, width)
+        base = planes if self.settings.guide == "source" else table.apply_yuv420(planes, height, width)
         by, bc = base[:height], base[height:].reshape(2, h2, w2)
         # per half-resolution sample: x = (mean luma of the block, Cb, Cr, 1), and each output is a
         # dot product of x with 4 upsampled coefficients: 4-channel images, one resize and one multiply
@@ -325,7 +374,7 @@ class LearnedLook:
             planes = field[0].float().numpy()
             up = [torch.from_numpy(cv2.resize(planes[k], (ww, hh), interpolation=cv2.INTER_LINEAR)) for k in range(12)]
             if base is not None:
-                b = base[0].float().div_(scale)
+                b = base[0].float().div(scale)
             else:
                 b = apply_lut(self.lut, frame.float() / scale)[0]
             out = torch.empty((3, hh, ww), dtype=torch.float32)
@@ -334,7 +383,7 @@ class LearnedLook:
                 torch.mul(up[3 * c], b[0], out=o)
                 o.addcmul_(up[3 * c + 1], b[1]).addcmul_(up[3 * c + 2], b[2]).add_(up[9 + c])
             if self.strength != 1.0:  # --strength blends the whole grade with the untouched frame
-                src = frame[0].float() / scale
+                src = frame[0].float() / scale if frame is not None else b
                 out = src + self.strength * (out - src)
             return out.clamp_(0, 1)[None]
 
