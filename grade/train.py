@@ -202,12 +202,9 @@ def train_look(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / settings.steps)))
     )
-    history: list[float] = []
-    best, since_best, ema = math.inf, 0, None
-    stopped = False
-    step = 0
     flat = max(float(fr["lab_in"][:, :1].std()) for fr in frames) < settings.flat_std
-    for step in range(1, 0 if flat else settings.steps + 1):
+
+    def step_loss() -> torch.Tensor:
         total = torch.zeros((), device=device)
         for fr in frames:
             coef = net(fr["inp"])
@@ -236,31 +233,11 @@ def train_look(
                 res_b = to_lab(out_b) - nx["base_lab"]
                 loss = loss + w.temporal * temporal_loss(out_lab - fr["base_lab"], res_b, nx["grid"], nx["conf"])
             total = total + loss / len(frames)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        sched.step()
-        value = float(total.detach())
-        history.append(value)
-        ema = value if ema is None else 0.9 * ema + 0.1 * value
-        if ema < best * 0.995:
-            best, since_best = ema, 0
-        else:
-            since_best += 1
-        if on_step:
-            on_step(step, settings.steps, value)
-        if since_best >= settings.patience:
-            stopped = True
-            break
+        return total
+
+    history, step, stopped = _optimise(step_loss, opt, sched, 0 if flat else settings.steps, settings.patience, on_step)
     net.eval()
-    report = TrainReport(
-        steps=step,
-        seconds=time.perf_counter() - t0,
-        loss_first=history[0] if history else math.nan,
-        loss_last=history[-1] if history else math.nan,
-        stopped_early=stopped,
-        history=history,
-    )
+    report = _report(t0, history, step, stopped)
     return LearnedLook(lut.cpu(), net.cpu(), look), report
 
 
@@ -379,11 +356,9 @@ def train_material_look(
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
-    history: list[float] = []
-    best, since_best, ema = math.inf, 0, None
-    stopped, step = False, 0
     flat = max(float(fr["lab_in"][:, :1].std()) for fr in frames) < settings.flat_std
-    for step in range(1, 0 if flat else steps + 1):
+
+    def step_loss() -> torch.Tensor:
         total = torch.zeros((), device=device)
         for fr in frames:
             out = fr["base"] + model.correction(fr["base"], fr["w"])
@@ -402,31 +377,11 @@ def train_material_look(
         total = total + extra.identity * (model.maps**2).mean()
         if overlap is not None:
             total = total + extra.consistency * _consistency_loss(model, probe, overlap)
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        sched.step()
-        value = float(total.detach())
-        history.append(value)
-        ema = value if ema is None else 0.9 * ema + 0.1 * value
-        if ema < best * 0.995:
-            best, since_best = ema, 0
-        else:
-            since_best += 1
-        if on_step:
-            on_step(step, steps, value)
-        if since_best >= settings.patience:
-            stopped = True
-            break
+        return total
+
+    history, step, stopped = _optimise(step_loss, opt, sched, 0 if flat else steps, settings.patience, on_step)
     model.eval()
-    report = TrainReport(
-        steps=step,
-        seconds=time.perf_counter() - t0,
-        loss_first=history[0] if history else math.nan,
-        loss_last=history[-1] if history else math.nan,
-        stopped_early=stopped,
-        history=history,
-    )
+    report = _report(t0, history, step, stopped)
     return LearnedLook(lut.cpu(), model.cpu(), look), report
 
 
@@ -480,3 +435,47 @@ def _consistency_loss(model: MaterialMaps, probe: torch.Tensor, overlap: torch.T
     graded = torch.einsum("kij,pj->kpi", a, probe) + maps[:, None, 9:]  # (K, P, 3) corrections
     diff = ((graded[:, None] - graded[None]) * 100).pow(2).sum(-1).mean(-1)  # (K, K)
     return (overlap * diff).sum() / overlap.sum().clamp_min(1e-6) / 100
+
+
+def _optimise(
+    step_loss: Callable[[], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    steps: int,
+    patience: int,
+    on_step: Callable[[int, int, float], None] | None,
+) -> tuple[list[float], int, bool]:
+    """Up to ``steps`` optimiser steps on ``step_loss()``, stopping when its smoothed value has not improved
+    by 0.5 % for ``patience`` steps. Returns the losses, the steps taken and whether it stopped early."""
+    history: list[float] = []
+    best, since_best, ema = math.inf, 0, None
+    step = 0
+    for step in range(1, steps + 1):
+        total = step_loss()
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        sched.step()
+        value = float(total.detach())
+        history.append(value)
+        ema = value if ema is None else 0.9 * ema + 0.1 * value
+        if ema < best * 0.995:
+            best, since_best = ema, 0
+        else:
+            since_best += 1
+        if on_step:
+            on_step(step, steps, value)
+        if since_best >= patience:
+            return history, step, True
+    return history, step, False
+
+
+def _report(t0: float, history: list[float], step: int, stopped: bool) -> TrainReport:
+    return TrainReport(
+        steps=step,
+        seconds=time.perf_counter() - t0,
+        loss_first=history[0] if history else math.nan,
+        loss_last=history[-1] if history else math.nan,
+        stopped_early=stopped,
+        history=history,
+    )
