@@ -38,6 +38,7 @@ from grade.losses import (
     tone_stats,
 )
 from grade.lut import apply_lut
+from grade.memory import memory_colours, protection_weights
 from grade.model.hrnet import AffineHRNet
 from grade.model.look import LearnedLook, LookSettings, apply_coefficients, network_input, working_size
 from grade.model.material import MaterialMaps, kmeans, material_features
@@ -256,6 +257,9 @@ class MaterialTraining:
     consistency: float = 30.0  # weight of the agreement of materials' maps on the colours they share
     overlap_de: float = 4.0  # colours closer than this (ΔE76) count as shared between two materials
     interleaved: float = 0.25  # share of one material around the other from which two are one textured material
+    # weight of keeping memory colours (skin of detected faces, neutrals: grade.memory) where the global
+    # look put them, per squared ΔE76 averaged over the frame
+    protect: float = 0.2
 
 
 def train_material_look(
@@ -290,11 +294,16 @@ def train_material_look(
     ref_look_sorted = sorted_projections(sample_points(ref_lab, ridx), dirs3, settings.samples)
     ref_tone = tone_stats(ref_lab)
 
+    memory = memory_colours([k.float().cpu() for k in keys], reference.float().cpu()) if extra.protect > 0 else None
     frames = []
     for k in keys:
         x = _fit(k, look.working_side).to(device)
         base = apply_lut(lut_d, x)
-        frames.append({"x": x, "base": base, "lab_in": to_lab(x), "base_lab": to_lab(base)})
+        fr = {"x": x, "base": base, "lab_in": to_lab(x), "base_lab": to_lab(base)}
+        if memory is not None:
+            lab = fr["lab_in"].flatten(2)[0].T
+            fr["protect"] = protection_weights(lab.cpu(), memory).to(device).view(1, *x.shape[-2:])
+        frames.append(fr)
     model = MaterialMaps(ms, init.net.maps.shape[0] if init is not None else None)
     if init is not None:
         model.load_state_dict(init.net.state_dict())
@@ -373,6 +382,9 @@ def train_material_look(
             loss = loss + w.structure * structure_loss(out_lab, fr["lab_in"])
             if w.contrast:
                 loss = loss + w.contrast * contrast_loss(out_lab, fr["base_lab"])
+            if "protect" in fr:
+                kept = (fr["protect"] * (out_lab - fr["base_lab"]).pow(2).sum(1)).mean()
+                loss = loss + extra.protect * kept
             total = total + loss / len(frames)
         total = total + extra.identity * (model.maps**2).mean()
         if overlap is not None:

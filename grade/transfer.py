@@ -21,12 +21,16 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import kornia.color as KC
 import torch
 import torch.nn.functional as F
 
 from grade.lut import grid_points
+
+if TYPE_CHECKING:
+    from grade.memory import MemoryColours, MemorySettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class TransferSettings:
     # Gaussian smoothing (in LUT nodes) of the chroma the baked map gives: no banding where the sliced
     # maps' slopes change (measured over the sample pairs: affine 0.32 -> 0.23, look 2.06 -> 2.49)
     smooth: float = 1.0
+    memory: bool = True  # protect skin (of detected faces) and neutrals (grade.memory)
 
 
 @contextlib.contextmanager
@@ -248,19 +253,31 @@ def _trust_tone(tone, s_l: torch.Tensor, settings: TransferSettings):
     return xs, xs + trust * (ys - xs)
 
 
-def transfer_lut(transfer: GlobalTransfer, size: int = 33, smooth: float = 0.0) -> torch.Tensor:
+def transfer_lut(
+    transfer: GlobalTransfer,
+    size: int = 33,
+    smooth: float = 0.0,
+    memory: MemoryColours | None = None,
+    memory_settings: MemorySettings | None = None,
+) -> torch.Tensor:
     """Bake a global map into a 3D LUT ``(3, size, size, size)``; ``smooth`` (in nodes) smooths the map's
     departure from the identity with a 3D Gaussian, so the LUT is smooth in colour (no banding where
-    the sliced maps' slopes change)."""
+    the sliced maps' slopes change); ``memory`` protects skin and neutrals (:func:`grade.memory.protect`)."""
     pts = grid_points(size).double()
-    if smooth <= 0:
+    if smooth <= 0 and memory is None:
         return transfer(pts).float().T.reshape(3, size, size, size).contiguous()
-    # smooth the chroma the map gives each colour; its tone curve (L*) is smooth already and kept exact
     src_lab = rgb_to_lab_points(pts)
     lab = transfer.lab(src_lab)
-    grid = (lab[:, 1:] - src_lab[:, 1:]).float().T.reshape(2, size, size, size)
-    chroma = smooth_lut_offsets(grid, smooth).reshape(2, -1).T.double() + src_lab[:, 1:]
-    out = lab_to_rgb_in_gamut(torch.cat([lab[:, :1], chroma], 1)).float()
+    if smooth > 0:
+        # smooth the chroma the map gives each colour; its tone curve (L*) is smooth already and kept exact
+        grid = (lab[:, 1:] - src_lab[:, 1:]).float().T.reshape(2, size, size, size)
+        chroma = smooth_lut_offsets(grid, smooth).reshape(2, -1).T.double() + src_lab[:, 1:]
+        lab = torch.cat([lab[:, :1], chroma], 1)
+    if memory is not None:
+        from grade.memory import MemorySettings, protect
+
+        lab = protect(src_lab, lab, memory, memory_settings or MemorySettings())
+    out = lab_to_rgb_in_gamut(lab).float()
     return out.T.reshape(3, size, size, size).contiguous()
 
 
@@ -287,6 +304,11 @@ def smooth_lut_offsets(delta: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def fast_lut(key, reference: torch.Tensor, settings: TransferSettings = TransferSettings()) -> torch.Tensor:
-    """Fit the fast-mode transfer and return it as a 3D LUT ``(3, N, N, N)``."""
+    """Fit the fast-mode transfer and return it as a 3D LUT ``(3, N, N, N)``, memory colours protected
+    unless ``settings.memory`` is off."""
+    from grade.memory import memory_colours
+
     with single_thread(), torch.inference_mode():
-        return transfer_lut(fit_transfer(key, reference, settings), settings.lut_size, settings.smooth)
+        keys = key if isinstance(key, list | tuple) else [key]
+        memory = memory_colours(list(keys), reference) if settings.memory else None
+        return transfer_lut(fit_transfer(key, reference, settings), settings.lut_size, settings.smooth, memory)
