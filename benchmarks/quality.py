@@ -20,11 +20,12 @@ report; ``learned`` runs once, it is deterministic), the learned mode's training
 
 Run (needs the ``bench`` extra: ``pip install -e .[bench]``)::
 
-    python benchmarks/quality.py [--methods content,mkl,fast] [--sheet sheet.png] [--json quality.json]
+    python benchmarks/quality.py [--methods content,mkl,fast] [--sheet sheet.png] [--json quality.json] [--keep DIR]
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -232,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per method and pair (median; learned runs once)"
     )
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="also keep every graded image here (NN_method.png), e.g. for judging"
+    )
     parser.add_argument("--pairs", nargs="*", metavar="NN", help="only these pairs (e.g. 03 34)")
     parser.add_argument(
         "--bundled",
@@ -269,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs = done[method].runs
                 median = statistics.median(runs) if runs else None
                 results.append(Result(pair.name, method, median, runs, scores, done[method].train_seconds))
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for method, path in graded.items():
+                    shutil.copyfile(path, args.keep / f"{pair.name}_{method}.png")
+                shutil.copyfile(pair.reference, args.keep / f"{pair.name}_reference{pair.reference.suffix}")
             if args.sheet:
                 sheet_rows.append(
                     [thumbnail(pair.content, f"{pair.name} content"), thumbnail(pair.reference, "reference")]

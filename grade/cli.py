@@ -90,6 +90,11 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
         default=1.0,
         help="learned looks: 0 is the global look of fast mode, 1 the full per-material look (default 1)",
     )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a damaged input (a truncated or cut file: decoding ends early) is an error, and nothing is written",
+    )
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
     p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")
@@ -285,6 +290,7 @@ def _options(args: argparse.Namespace, **extra):
         notes=args.notes,
         library=args.library,
         stabilise=args.stabilise,
+        strict=getattr(args, "strict", False),
         **extra,
     )
 
@@ -320,6 +326,9 @@ def _summary(console, report, elapsed: float) -> None:
 
 
 def _finish(console, args, reports: list, elapsed: float, single: bool) -> int:
+    for r in reports:
+        for w in r.warnings:  # on stderr, also with --json / --quiet: a damaged input is never silent
+            print(f"grade: warning: {w}", file=sys.stderr)
     if args.json:
         data = [r.model_dump(mode="json") for r in reports]
         for d in data:

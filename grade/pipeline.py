@@ -68,6 +68,42 @@ class GradeOptions(BaseModel):
     # learned looks: how much of the regional (per-material) grade goes on top of the global one
     # (0: the global look of fast mode, 1: the full regional look)
     regional: float = Field(1.0, ge=0.0, le=1.0)
+    strict: bool = False  # a damaged input (decoding ends early) is an error instead of a warning
+
+
+class Damage(BaseModel):
+    """A video that ends before its header says it does (a truncated or cut file)."""
+
+    frames_graded: int
+    frames_expected: int
+    broke_at: float  # seconds into the source where decoding stopped
+    timecode: str  # the same as HH:MM:SS:FF of the source's clock
+    error: str | None = None  # the decoder's words, when it failed rather than ran out
+
+    def message(self, source: Path | str) -> str:
+        why = f" ({self.error})" if self.error else ""
+        return (
+            f"{source} is damaged: it breaks at {self.timecode} (frame {self.frames_graded}){why}; "
+            f"graded {self.frames_graded} of {self.frames_expected} frames"
+        )
+
+
+def damage_of(info: video_io.VideoInfo, frames: int, error: str | None) -> Damage | None:
+    """Whether a decode that gave ``frames`` frames (and stopped on ``error``, if any) ended early: on a
+    decoder error, or more than 2 % (at least 2 frames) short of the frames the container declares."""
+    short = info.frames - frames
+    if error is None and short <= max(2, 0.02 * info.frames):
+        return None
+    at = frames / info.fps if info.fps else 0.0
+    return Damage(
+        frames_graded=frames,
+        frames_expected=max(info.frames, frames),
+        broke_at=round(at, 3),
+        timecode=video_io.shift_timecode(info.timecode, frames, info.fps)
+        if info.timecode
+        else video_io.frames_timecode(frames, info.fps or 1),
+        error=error,
+    )
 
 
 class GradeReport(BaseModel):
@@ -97,6 +133,8 @@ class GradeReport(BaseModel):
     stabiliser_ms_per_frame: float | None = None  # learned looks: cost of the temporal stabiliser
     network_frames: int | None = None  # stabilised learned looks: frames the network ran on (the rest carried)
     preset_saved: str | None = None
+    damaged: Damage | None = None  # the input broke off: what was graded, and where it broke
+    warnings: list[str] = []
     seconds: dict[str, float] = {}
 
 
@@ -747,6 +785,9 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
             pixel_format="yuv420p" if native else None,
             workers=max(1, min(4, (os.cpu_count() or 1) // 2)),
         )
+        damage = damage_of(info, stats.frames, stats.decode_error)
+        if damage is not None and options.strict:  # before the output is published: nothing is written
+            raise InputError(f"{damage.message(job.source)}; --strict: nothing written")
     for g in pick.grades:
         g.release()
     stab = _stabiliser_stats(pick.grades)
@@ -764,4 +805,6 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
         "streams_copied": stats.copied_streams,
         "streams_reencoded": stats.reencoded_streams,
         "streams_dropped": stats.dropped_streams,
+        "damaged": damage,
+        "warnings": [damage.message(job.source)] if damage is not None else [],
     }

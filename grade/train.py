@@ -9,6 +9,7 @@ and photorealism terms.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,15 @@ from grade.losses import (
 from grade.lut import apply_lut
 from grade.memory import memory_colours, protection_weights
 from grade.model.hrnet import AffineHRNet
-from grade.model.look import LearnedLook, LookSettings, apply_coefficients, network_input, working_size
+from grade.model.look import (
+    LearnedLook,
+    LookSettings,
+    apply_coefficients,
+    level_gate,
+    lut_levels,
+    network_input,
+    working_size,
+)
 from grade.model.material import MaterialMaps, kmeans, material_features
 
 
@@ -56,6 +65,7 @@ class TrainSettings:
     # key frames whose L* spread is below this (black, a flat colour) keep the global grade: there is
     # nothing regional to learn, and the distribution terms would only lift black toward the reference
     flat_std: float = 2.0
+    adapt_threads: bool = True  # time torch's threads against one thread, train with the faster (load)
     weights: LossWeights = field(default_factory=LossWeights)
     region: RegionSpec = field(default_factory=RegionSpec)
 
@@ -236,7 +246,9 @@ def train_look(
             total = total + loss / len(frames)
         return total
 
-    history, step, stopped = _optimise(step_loss, opt, sched, 0 if flat else settings.steps, settings.patience, on_step)
+    history, step, stopped = _optimise(
+        step_loss, opt, sched, 0 if flat else settings.steps, settings.patience, on_step, settings.adapt_threads
+    )
     net.eval()
     report = _report(t0, history, step, stopped)
     return LearnedLook(lut.cpu(), net.cpu(), look), report
@@ -300,6 +312,7 @@ def train_material_look(
         x = _fit(k, look.working_side).to(device)
         base = apply_lut(lut_d, x)
         fr = {"x": x, "base": base, "lab_in": to_lab(x), "base_lab": to_lab(base)}
+        fr["gate"] = level_gate(base, lut_levels(lut))  # as at render time: black and white stay the look's
         if memory is not None:
             lab = fr["lab_in"].flatten(2)[0].T
             fr["protect"] = protection_weights(lab.cpu(), memory).to(device).view(1, *x.shape[-2:])
@@ -370,7 +383,7 @@ def train_material_look(
     def step_loss() -> torch.Tensor:
         total = torch.zeros((), device=device)
         for fr in frames:
-            out = fr["base"] + model.correction(fr["base"], fr["w"])
+            out = fr["base"] + fr["gate"] * model.correction(fr["base"], fr["w"])
             out_lab = to_lab(out.clamp(0, 1))
             n = out.shape[-2] * out.shape[-1]
             idx = torch.randint(0, n, (settings.samples,), generator=gen).to(device)
@@ -391,7 +404,9 @@ def train_material_look(
             total = total + extra.consistency * _consistency_loss(model, probe, overlap)
         return total
 
-    history, step, stopped = _optimise(step_loss, opt, sched, 0 if flat else steps, settings.patience, on_step)
+    history, step, stopped = _optimise(
+        step_loss, opt, sched, 0 if flat else steps, settings.patience, on_step, settings.adapt_threads
+    )
     model.eval()
     report = _report(t0, history, step, stopped)
     return LearnedLook(lut.cpu(), model.cpu(), look), report
@@ -456,30 +471,71 @@ def _optimise(
     steps: int,
     patience: int,
     on_step: Callable[[int, int, float], None] | None,
+    adapt_threads: bool = True,
 ) -> tuple[list[float], int, bool]:
     """Up to ``steps`` optimiser steps on ``step_loss()``, stopping when its smoothed value has not improved
-    by 0.5 % for ``patience`` steps. Returns the losses, the steps taken and whether it stopped early."""
+    by 0.5 % for ``patience`` steps. Returns the losses, the steps taken and whether it stopped early.
+
+    With ``adapt_threads`` the thread count follows the machine's load: the first steps are timed with
+    torch's threads and then with one, and the faster count trains the rest (on a busy machine, threads
+    that wait for a core cost more than they bring: measured in BENCHMARKS.md)."""
     history: list[float] = []
     best, since_best, ema = math.inf, 0, None
     step = 0
-    for step in range(1, steps + 1):
-        total = step_loss()
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        sched.step()
-        value = float(total.detach())
-        history.append(value)
-        ema = value if ema is None else 0.9 * ema + 0.1 * value
-        if ema < best * 0.995:
-            best, since_best = ema, 0
-        else:
-            since_best += 1
-        if on_step:
-            on_step(step, steps, value)
-        if since_best >= patience:
-            return history, step, True
-    return history, step, False
+    threads = torch.get_num_threads()
+    probe = _ThreadProbe(threads) if adapt_threads and threads > 1 and steps > 3 * _ThreadProbe.span else None
+    try:
+        for step in range(1, steps + 1):
+            if probe is not None:
+                torch.set_num_threads(probe.threads_for(step))
+            t0 = time.perf_counter()
+            total = step_loss()
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            sched.step()
+            value = float(total.detach())
+            if probe is not None:
+                probe.record(step, time.perf_counter() - t0)
+            history.append(value)
+            ema = value if ema is None else 0.9 * ema + 0.1 * value
+            if ema < best * 0.995:
+                best, since_best = ema, 0
+            else:
+                since_best += 1
+            if on_step:
+                on_step(step, steps, value)
+            if since_best >= patience:
+                return history, step, True
+        return history, step, False
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _ThreadProbe:
+    """Which thread count trains faster right now: steps ``1..span`` run with ``threads`` and
+    ``span+1..2·span`` with one (the first of each is a warm-up, not timed); from then on the
+    faster one."""
+
+    span = 4
+
+    def __init__(self, threads: int) -> None:
+        self.counts = (threads, 1)
+        self.times: dict[int, list[float]] = {threads: [], 1: []}
+        self.chosen: int | None = None
+
+    def threads_for(self, step: int) -> int:
+        if self.chosen is not None:
+            return self.chosen
+        return self.counts[0] if step <= self.span else self.counts[1]
+
+    def record(self, step: int, seconds: float) -> None:
+        if self.chosen is not None or step % self.span == 1:
+            return
+        self.times[self.threads_for(step)].append(seconds)
+        if step == 2 * self.span:
+            many, one = (statistics.median(self.times[c]) for c in self.counts)
+            self.chosen = self.counts[0] if many < one else 1
 
 
 def _report(t0: float, history: list[float], step: int, stopped: bool) -> TrainReport:

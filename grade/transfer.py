@@ -54,6 +54,7 @@ class TransferSettings:
     # maps' slopes change (measured over the sample pairs: affine 0.32 -> 0.23, look 2.06 -> 2.49)
     smooth: float = 1.0
     memory: bool = True  # protect skin (of detected faces) and neutrals (grade.memory)
+    seen: int = 2048  # key-frame colours kept to map the colours the key frame does not hold
 
 
 @contextlib.contextmanager
@@ -149,24 +150,110 @@ class GlobalTransfer:
     """A fitted global map in Lab. Call it on ``(N, 3)`` RGB points.
 
     Luminance goes through one monotone tone curve (so every edge of the footage keeps its
-    shape); chroma goes through an MKL map and sliced 1D maps that may depend on luminance
+    shape), anchored so that black maps to the reference's black level and white to its white
+    level; chroma goes through an MKL map and sliced 1D maps that may depend on luminance
     (split toning) but never feed back into it. Colours that leave the RGB gamut are
     desaturated back into it rather than clipped (clipping would flatten luminance detail).
+
+    Colours the key frame does not hold are not left to the maps' free extrapolation
+    (:attr:`levels`, :attr:`seen`): lighter or darker than anything in the key frame, chroma is
+    mapped as at the key frame's own lightest or darkest, and blends toward the reference's white
+    or black tint at the ends of the scale; far from every colour of the key frame, a colour
+    keeps the chroma shift of the nearest colours the key frame does hold.
     """
 
-    def __init__(self, tone, matrix: torch.Tensor, offset: torch.Tensor, rounds: list) -> None:
+    def __init__(
+        self,
+        tone,
+        matrix: torch.Tensor,
+        offset: torch.Tensor,
+        rounds: list,
+        levels: Levels | None = None,
+        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> None:
         self.tone, self.matrix, self.offset, self.rounds = tone, matrix, offset, rounds
+        self.levels, self.seen = levels, seen
 
-    def lab(self, lab: torch.Tensor) -> torch.Tensor:
-        l_out = interp_linear(lab[:, 0], *self.tone).clamp(0, 100)
+    def _chroma(self, lab: torch.Tensor, l_out: torch.Tensor) -> torch.Tensor:
         x = torch.cat([l_out[:, None], lab[:, 1:]], 1)
         x = torch.cat([l_out[:, None], x @ self.matrix[1:].T + self.offset[1:]], 1)
         for rot, maps, relax in self.rounds:
             x = _sliced_chroma_step(x, rot, maps, relax)
-        return x
+        return x[:, 1:]
+
+    def lab(self, lab: torch.Tensor) -> torch.Tensor:
+        l_out = interp_linear(lab[:, 0], *self.tone).clamp(0, 100)
+        lv = self.levels
+        if lv is None:
+            return torch.cat([l_out[:, None], self._chroma(lab, l_out)], 1)
+        inside = lab.clone()
+        inside[:, 0] = lab[:, 0].clamp(lv.key_dark, lv.key_light)  # the nearest lightness the fit saw
+        ab = self._chroma(inside, interp_linear(inside[:, 0], *self.tone).clamp(0, 100))
+        if self.seen is not None:
+            ab = _nearest_shift(inside, ab, *self.seen)
+        # toward the ends of the scale, the reference's own black and white tint
+        dark = ((lv.key_dark - lab[:, 0]) / max(lv.key_dark, 1e-3)).clamp(0, 1)[:, None]
+        light = ((lab[:, 0] - lv.key_light) / max(100 - lv.key_light, 1e-3)).clamp(0, 1)[:, None]
+        ab = ab * (1 - dark) + lv.black[1:].to(ab) * dark
+        ab = ab * (1 - light) + lv.white[1:].to(ab) * light
+        return torch.cat([l_out[:, None], ab], 1)
 
     def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
         return lab_to_rgb_in_gamut(self.lab(rgb_to_lab_points(rgb)))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """The key frame's lightness range (1st and 99th percentile of L*) and the reference's black and
+    white points (Lab ``(3,)``: L* at its 1st / 99th percentile, a*, b* the median tint there)."""
+
+    key_dark: float
+    key_light: float
+    black: torch.Tensor
+    white: torch.Tensor
+
+
+def image_levels(t_lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Black and white points (Lab ``(3,)`` each) of an image's Lab samples ``(M, 3)``: L* at the 1st
+    and 99th percentile, and the median a*, b* of the darkest and lightest 2 %."""
+    q = torch.quantile(t_lab[:, 0], torch.tensor([0.01, 0.02, 0.98, 0.99], dtype=t_lab.dtype))
+    dark, light = t_lab[t_lab[:, 0] <= q[1]], t_lab[t_lab[:, 0] >= q[2]]
+    black = torch.cat([q[:1], dark[:, 1:].median(0).values])
+    white = torch.cat([q[3:], light[:, 1:].median(0).values])
+    return black, white
+
+
+def anchor_tone(tone, black: float, white: float):
+    """The tone curve through ``(0, black)`` and ``(100, white)`` outside the key frame's range, kept
+    monotone and between the two: black input gets the reference's black level and never brighter."""
+    xs, ys = tone
+    inner = (xs > 0.5) & (xs < 99.5)
+    xs, ys = xs[inner], ys[inner]
+    lo = min(black, float(ys[0])) if len(ys) else black
+    hi = max(white, float(ys[-1])) if len(ys) else white
+    xs = torch.cat([xs.new_tensor([0.0]), xs, xs.new_tensor([100.0])])
+    ys = torch.cat([ys.new_tensor([lo]), ys.clamp(lo, hi), ys.new_tensor([hi])])
+    return xs, torch.cummax(ys, 0).values
+
+
+def _nearest_shift(
+    lab: torch.Tensor, ab: torch.Tensor, seen: torch.Tensor, shift: torch.Tensor, near: float = 10.0, far: float = 30.0
+) -> torch.Tensor:
+    """Chroma ``ab`` ``(N, 2)`` of colours ``lab`` ``(N, 3)``, replaced by ``lab``'s chroma plus the mean
+    chroma shift of its 8 nearest key-frame colours (``seen`` ``(S, 3)``, ``shift`` ``(S, 2)``) where it is
+    farther than ``near`` ΔE from all of them (fully from ``far``)."""
+    out = ab.clone()
+    k = min(8, len(seen))
+    for start in range(0, len(lab), 4096):
+        part = lab[start : start + 4096].float()
+        d = torch.cdist(part, seen.float())
+        dist, idx = d.topk(k, dim=1, largest=False)
+        u = ((dist[:, 0] - near) / (far - near)).clamp(0, 1)[:, None].to(ab)
+        if not bool((u > 0).any()):
+            continue
+        follow = lab[start : start + 4096, 1:] + shift[idx].mean(1).to(ab)
+        out[start : start + 4096] = ab[start : start + 4096] * (1 - u) + follow * u
+    return out
 
 
 def _sliced_chroma_step(x: torch.Tensor, rot: torch.Tensor, maps, relax: float) -> torch.Tensor:
@@ -218,6 +305,8 @@ def fit_transfer(key, reference: torch.Tensor, settings: TransferSettings = Tran
     s_lab, t_lab = rgb_to_lab_points(src).double(), rgb_to_lab_points(tgt).double()
     tone = monotone_map(s_lab[:, 0], t_lab[:, 0], settings.quantiles, settings.tone_slope_min, settings.tone_slope_max)
     tone = _trust_tone(tone, s_lab[:, 0], settings)
+    black, white = image_levels(t_lab)
+    tone = anchor_tone(tone, float(black[0]), float(white[0]))
     l_out = interp_linear(s_lab[:, 0], *tone)
     x = torch.cat([l_out[:, None], s_lab[:, 1:]], 1)
     mat, off = mkl_map(x, t_lab, src_min_var=settings.flat_min_var)
@@ -232,7 +321,11 @@ def fit_transfer(key, reference: torch.Tensor, settings: TransferSettings = Tran
         ]
         x = _sliced_chroma_step(x, rot, maps, settings.relax)
         rounds.append((rot, maps, settings.relax))
-    return GlobalTransfer(tone, mat, off, rounds)
+    q = torch.quantile(s_lab[:, 0], torch.tensor([0.01, 0.99], dtype=s_lab.dtype)).tolist()
+    levels = Levels(q[0], max(q[1], q[0] + 1e-3), black.float(), white.float())
+    pick = torch.randperm(len(s_lab), generator=gen)[: settings.seen]
+    seen = (s_lab[pick].float(), (x[pick, 1:] - s_lab[pick, 1:]).float())
+    return GlobalTransfer(tone, mat, off, rounds, levels, seen)
 
 
 def _trust_tone(tone, s_l: torch.Tensor, settings: TransferSettings):

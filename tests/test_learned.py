@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,7 @@ from clips import make_clip, read_all, scene_frame, write_frames
 from test_lut_transfer import sliced_w1, structure
 
 from grade.cli import main
+from grade.color import srgb_to_lab
 from grade.io.image import to_tensor
 from grade.lut import PackedTable, YuvTable, apply_lut, identity_lut
 from grade.model.hrnet import AffineHRNet
@@ -159,7 +161,8 @@ def test_the_default_mode_is_learned(capsys, tmp_path: Path, reference: Path) ->
 
 
 def test_a_flat_key_frame_keeps_the_global_grade(capsys, tmp_path: Path, reference: Path) -> None:
-    """Black (or one flat colour) has nothing regional to learn: no training, and black stays black."""
+    """Black (or one flat colour) has nothing regional to learn: no training, and black becomes the
+    reference's black level (its darkest percentile), never brighter."""
     black = torch.zeros(3, 48, 64)
     ref = to_tensor(scene_frame(80, 60, 5, 1))
     lut = fast_lut(black, ref)
@@ -173,7 +176,11 @@ def test_a_flat_key_frame_keeps_the_global_grade(capsys, tmp_path: Path, referen
     code = main([str(src), "--look", str(reference), "-o", str(tmp_path / "out.mp4"), "-q"])
     assert code == 0, capsys.readouterr().err
     frames, _ = read_all(tmp_path / "out.mp4")
-    assert max(float(f.mean()) for f in frames) < 12
+    ref_lab = srgb_to_lab(np.asarray(cv2.imread(str(reference))[..., ::-1], np.float64) / 255)
+    black_l = float(np.percentile(ref_lab[..., 0], 1))
+    for f in frames:
+        lab = srgb_to_lab(f.reshape(-1, 3) / 255.0)
+        assert abs(float(np.median(lab[:, 0])) - black_l) < 3 and float(lab[:, 0].max()) < black_l + 3
 
 
 def test_saved_and_reloaded_look_gives_identical_output(trained, tmp_path: Path) -> None:
@@ -297,3 +304,13 @@ def test_the_lut_consistency_term_makes_the_look_more_lut_like(trained) -> None:
     with torch.inference_mode():
         spread = [float(lut_consistency_loss(to_lab(m.apply(key[None])), key[None])) for m in (look, faithful)]
     assert spread[1] < 0.7 * spread[0]
+
+
+def test_training_threads_follow_the_faster_count() -> None:
+    from grade.train import _ThreadProbe
+
+    for many_s, one_s, expected in ((0.1, 0.3, 4), (0.5, 0.2, 1)):
+        probe = _ThreadProbe(4)
+        for step in range(1, 2 * probe.span + 1):
+            probe.record(step, many_s if probe.threads_for(step) == 4 else one_s)
+        assert probe.threads_for(100) == expected

@@ -470,6 +470,7 @@ class RenderStats:
     dropped_streams: list[str] = field(default_factory=list)
     encoder: str = ""
     pix_fmt: str = ""
+    decode_error: str | None = None  # decoding stopped early on this error (a damaged file), after ``frames``
 
 
 _END = object()
@@ -627,6 +628,7 @@ def render_video(
             except av.error.FFmpegError as e:
                 if index == 0:
                     raise InputError(f"cannot decode video in {source}: {_why(e)}") from None
+                stats.decode_error = _why(e)  # a damaged tail: what decoded is graded, the caller says so
             put(decoded, _END)
 
         def write() -> None:

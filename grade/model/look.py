@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
+import kornia.color as KC
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -113,6 +114,26 @@ def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: flo
     return _box(torch.cat([m, t], 1), radius)
 
 
+LEVEL_BAND = 6.0  # L* units above the look's black (below its white) over which the regional part fades in
+
+
+def lut_levels(lut: torch.Tensor) -> tuple[float, float]:
+    """L* of what a LUT ``(3, N, N, N)`` makes of black and of white: the look's black and white levels."""
+    ends = torch.stack([lut[:, 0, 0, 0], lut[:, -1, -1, -1]]).float().clamp(1e-6, 1)
+    lab = KC.rgb_to_lab(ends.T.reshape(1, 3, 2, 1)).reshape(3, 2)
+    return float(lab[0, 0]), float(lab[0, 1])
+
+
+def level_gate(base: torch.Tensor, levels: tuple[float, float]) -> torch.Tensor:
+    """``(1, 1, h, w)`` in [0, 1]: 0 where the globally graded frame ``base`` ``(1, 3, h, w)`` is at the
+    look's black or white level, 1 from :data:`LEVEL_BAND` L* inside them. The regional part of a look
+    is scaled by it, so that black stays the reference's black and white its white (no fog on a fade,
+    no tint on a clipped sky) whatever the regional maps learned for the colours they saw."""
+    lum = KC.rgb_to_lab(base.clamp(1e-6, 1))[:, :1]
+    lo, hi = levels
+    return ((lum - lo) / LEVEL_BAND).clamp(0, 1) * ((hi - lum) / LEVEL_BAND).clamp(0, 1)
+
+
 def settings_from_json(text: str) -> LookSettings:
     """:class:`LookSettings` from their JSON form (``widths`` comes back as a list)."""
     raw = json.loads(text)
@@ -153,6 +174,7 @@ class LearnedLook:
             settings = replace(settings, kind=kind)
         self.lut, self.net, self.settings, self.strength = lut, net.eval(), settings, strength
         self.regional = regional
+        self.levels = lut_levels(lut)
         self._ones_plane = np.empty(0, np.uint8)
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -222,6 +244,7 @@ class LearnedLook:
             else:
                 coef = self.net(network_input(small, base))
                 out = apply_coefficients(coef * self.regional, base)
+            out = base + level_gate(base, self.levels) * (out - base)
             # fit the *correction*: the ridge then pulls flat windows toward the identity (texture kept),
             # not toward a constant colour
             guide = small if self.settings.guide == "source" else base
