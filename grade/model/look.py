@@ -35,6 +35,7 @@ from grade.errors import InputError
 from grade.lut import PackedTable, YuvTable, apply_lut, yuv_affine
 from grade.model.hrnet import AffineHRNet
 from grade.model.material import MaterialMaps, MaterialSettings
+from grade.model.material import box_filter as _box
 from grade.temporal import Stabiliser
 
 
@@ -79,11 +80,6 @@ def apply_coefficients(coef: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     a = coef[:, :9].reshape(b, 3, 3, h, w)
     out = base + (a * base[:, None]).sum(2) + coef[:, 9:]
     return out
-
-
-def _box(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over ``(2r+1)²`` windows, borders reflected (kornia's ``box_blur(border_type="reflect")``)."""
-    return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
 
 
 def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: float) -> torch.Tensor:

@@ -48,12 +48,27 @@ class MaterialSettings:
     eps: float = 1e-3  # guided filter regularisation (RGB in [0, 1])
 
 
-def _box(t: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over ``(2r+1)²`` windows, borders reflected."""
+def box_filter(t: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over ``(2r+1)²`` windows of ``(N, C, h, w)``, borders reflected; by running sums, so its cost
+    does not grow with ``r`` (a 9×9 average pool over the guided filter's 40 planes took 30 ms at 192 px).
+
+    >>> t = torch.rand(1, 2, 9, 11)
+    >>> ref = F.avg_pool2d(F.pad(t, (3, 3, 3, 3), mode="reflect"), 7, stride=1)
+    >>> bool(torch.allclose(box_filter(t, 3), ref, atol=1e-5))
+    True
+    """
     r = min(r, t.shape[-2] - 1, t.shape[-1] - 1)
     if r < 1:
         return t
-    return F.avg_pool2d(F.pad(t, (r, r, r, r), mode="reflect"), 2 * r + 1, stride=1)
+    n = 2 * r + 1
+    p = F.pad(t, (r, r, r, r), mode="reflect")
+    c = F.pad(p.cumsum(-1), (1, 0))
+    p = c[..., n:] - c[..., :-n]
+    c = F.pad(p.cumsum(-2), (0, 0, 1, 0))
+    return (c[..., n:, :] - c[..., :-n, :]) / (n * n)
+
+
+_box = box_filter
 
 
 def material_features(rgb: torch.Tensor, settings: MaterialSettings) -> torch.Tensor:
