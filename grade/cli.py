@@ -435,6 +435,7 @@ def _run_shots(args: argparse.Namespace, console) -> int:
                     "fps": info.fps,
                     "frames": shots.frames,
                     "shots": [s.model_dump() for s in shots.shots],
+                    "transitions": [t.model_dump() for t in shots.transitions],
                 }
             )
         )
@@ -446,11 +447,14 @@ def _run_shots(args: argparse.Namespace, console) -> int:
     from rich.table import Table
 
     table = Table(title=f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
-    for col in ("shot", "in", "out", "frames", "key frame", "key tc"):
+    for col in ("shot", "in", "out", "frames", "key frame", "key tc", "note"):
         table.add_column(col, justify="right")
     for s in shots.shots:
-        table.add_row(str(s.index + 1), s.start_tc, s.end_tc, str(s.frames), str(s.key_frame), s.key_tc)
+        note = "blank: tone only" if s.flat else ""
+        table.add_row(str(s.index + 1), s.start_tc, s.end_tc, str(s.frames), str(s.key_frame), s.key_tc, note)
     console.print(table)
+    for t in shots.transitions:
+        console.print(f"{t.kind}: frames {t.start}-{t.end - 1} ({t.start_tc} - {t.end_tc})")
     return 0
 
 

@@ -25,15 +25,15 @@ from grade.errors import GradeError, InputError, OutputError
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_name, check_output_path
-from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength
+from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, blend_strength, rgb_to_yuv
 from grade.model.look import LearnedLook, LookSettings
 from grade.presets import KeyFrame, Library, Preset, build_preset
 from grade.preview import colour_ramp, contact_sheet
 from grade.progress import NullProgress, Progress
-from grade.shots import Shot, detect_shots
+from grade.shots import Shot, Transition, detect_shots
 from grade.temporal import Stabiliser
 from grade.train import TrainSettings, train_look
-from grade.transfer import TransferSettings, fast_lut
+from grade.transfer import TransferSettings, fast_lut, tone_lut
 
 Mode = Literal["fast", "learned"]
 
@@ -166,10 +166,11 @@ class ShotGrade:
         self._table: PackedTable | YuvTable | None = None
         self._yuv = (1, False)  # the source's YCbCr matrix and range (set by prepare)
 
-    def prepare(self, native: bool, matrix: int, full_range: bool) -> None:
+    def prepare(self, native: bool, matrix: int, full_range: bool, reset: bool = True) -> None:
         """Start a shot: build the lookup table (~0.3 s, 16-64 MiB; :meth:`release` frees it) and reset
-        the stabiliser (nothing is carried across a cut)."""
-        if self.stabiliser is not None:
+        the stabiliser (nothing is carried across a cut; ``reset=False`` keeps it: the other side of a
+        dissolve)."""
+        if self.stabiliser is not None and reset:
             self.stabiliser.reset()
         if isinstance(self._table, YuvTable if native else PackedTable) and self._yuv == (matrix, full_range):
             return
@@ -181,6 +182,13 @@ class ShotGrade:
 
     def release(self) -> None:
         self._table = None
+
+    def black(self) -> np.ndarray:
+        """What this grade makes of black, R'G'B' ``(3,)`` in [0, 1] (the reference's black level, at the
+        grade's strength): where a fade to black ends."""
+        if self.learned is None:  # fast: the strength is baked into self.lut
+            return self.lut[:, 0, 0, 0].double().numpy()
+        return self.full_lut[:, 0, 0, 0].double().numpy() * self.learned.strength
 
     def grade(
         self, pixels: np.ndarray, height: int, width: int, defer: bool = False
@@ -297,6 +305,7 @@ class _Job:
     neighbours: list[np.ndarray | None] = field(default_factory=list)  # the frame after each key frame
     still: image_io.Still | None = None
     grades: list[ShotGrade] = field(default_factory=list)
+    timeline: _Timeline | None = None  # per-frame gains (fades) and dissolves
 
 
 @dataclass
@@ -441,19 +450,28 @@ def grade_files(
     all_next = [n for job in jobs for n in (job.neighbours or [None] * len(job.keys))]
     if src.kind == "cube":
         shared = [ShotGrade(src.lut, options.strength)]
+        per_shot = shared * len(all_keys)
     elif src.kind == "preset" and not options.refine:
         shared = [_preset_grade(src.preset, options.strength, options.stabilise, options.regional)]
+        per_shot = shared * len(all_keys)
     else:
-        shared = fit_shots(
-            all_keys, src.reference, options, device, progress, joint or src.kind == "preset", src.preset, all_next
-        )
-    if len(shared) == 1:
-        for job in jobs:
-            job.grades = shared * len(job.keys)
-    else:
-        it = iter(shared)
-        for job in jobs:
-            job.grades = [next(it) for _ in job.keys]
+        # black, flat and title shots get the global tone mapping only and never enter a scene look
+        flat = [s.flat for job in jobs for s in job.shots] if src.reference is not None else [False] * len(all_keys)
+        real = [i for i, f in enumerate(flat) if not f]
+        if not real and options.save_preset:
+            raise InputError("nothing to learn a look from: every shot is black, flat or a title card")
+        together = joint or src.kind == "preset"
+        fitted = []
+        if real:
+            keys, nexts = [all_keys[i] for i in real], [all_next[i] for i in real]
+            fitted = fit_shots(keys, src.reference, options, device, progress, together, src.preset, nexts)
+        tone = ShotGrade(tone_lut(src.reference), options.strength) if len(real) < len(flat) else None
+        it = iter(fitted)
+        per_shot = [tone if f else (fitted[0] if together else next(it)) for f in flat]
+        shared = fitted[:1] if together and fitted else per_shot
+    it = iter(per_shot)
+    for job in jobs:
+        job.grades = [next(it) for _ in job.keys]
     timings["fit"] = time.perf_counter() - t
 
     reports = []
@@ -542,6 +560,7 @@ def _analyse(job: _Job, options: GradeOptions, progress: Progress) -> None:
         keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
         shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i), keep_next=keep_next)
     job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
+    job.timeline = _Timeline([(0, shots.gains)], shots.transitions)
 
 
 def _render_still(job: _Job, options: GradeOptions, progress: Progress) -> dict:
@@ -600,6 +619,78 @@ def _render_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+class _Timeline:
+    """What the analysis found between and inside shots, frame by frame: exposure gains (fades, flashes)
+    and dissolves. Filled while the analysis runs (streamed renders) or all at once."""
+
+    def __init__(self, gains: list[tuple[int, np.ndarray]] | None = None, transitions=None) -> None:
+        self.parts: list[tuple[int, np.ndarray]] = list(gains or [])  # (first frame, gains), in order
+        self.transitions: list[Transition] = [t for t in (transitions or []) if t.kind == "dissolve"]
+
+    def add(self, start: int, gains: np.ndarray) -> None:
+        self.parts.append((start, gains))
+
+    def gain(self, index: int) -> float:
+        for start, g in reversed(self.parts):
+            if start <= index:
+                return float(g[index - start]) if index - start < len(g) else 1.0
+        return 1.0
+
+    def dissolve(self, index: int) -> tuple[int, float] | None:
+        """``(middle, w)`` for a frame inside a dissolve: the frame where the next shot starts and how far
+        through the dissolve this frame is (0..1); None elsewhere."""
+        for t in self.transitions:
+            if t.start <= index < t.end:
+                return (t.start + t.end) // 2, (index - t.start + 0.5) / (t.end - t.start)
+        return None
+
+
+def _ungain(pixels: np.ndarray, gain: float, native: bool, height: int, full_range: bool) -> np.ndarray:
+    """A faded frame brought back to the exposure of its shot's key frame: code values ÷ ``gain`` (RGB
+    from 0, 4:2:0 luma from its black level and chroma from its centre); alpha kept."""
+    x = pixels.astype(np.float32)
+    top = 65535.0 if pixels.dtype == np.uint16 else 255.0
+    if native:
+        black = 0.0 if full_range else 16.0
+        x[:height] = black + (x[:height] - black) / gain
+        x[height:] = 128 + (x[height:] - 128) / gain
+    else:
+        x[..., :3] /= gain
+    return np.clip(x + 0.5, 0, top).astype(pixels.dtype)
+
+
+def _regain(
+    graded: np.ndarray, gain: float, black: np.ndarray, native: bool, height: int, matrix: int, full_range: bool
+) -> np.ndarray:
+    """The grade of the brought-back frame faded again: ``black + gain · (graded - black)``, ``black`` the
+    grade's black level (R'G'B' in [0, 1]): a fade to black ends at the reference's black."""
+    x = graded.astype(np.float32)
+    top = 65535.0 if graded.dtype == np.uint16 else 255.0
+    if native:
+        y, cb, cr = (float(v) for v in rgb_to_yuv(torch.from_numpy(black), matrix, full_range))
+        quarter = (x.shape[0] - height) // 2
+        for rows, level in (
+            (slice(0, height), y),
+            (slice(height, height + quarter), cb),
+            (slice(height + quarter, None), cr),
+        ):
+            x[rows] = level + gain * (x[rows] - level)
+    else:
+        b = (black * top).astype(np.float32)
+        x[..., :3] = b + gain * (x[..., :3] - b)
+    return np.clip(x + 0.5, 0, top).astype(graded.dtype)
+
+
+def _mix(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """``(1 - w) · a + w · b`` in the frames' own layout (alpha of ``a``)."""
+    out = a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w
+    top = 65535.0 if a.dtype == np.uint16 else 255.0
+    mixed = np.clip(out + 0.5, 0, top).astype(a.dtype)
+    if a.ndim == 3 and a.shape[-1] == 4:
+        mixed[..., 3] = a[..., 3]
+    return mixed
+
+
 class _FixedShots:
     """The grade of each frame when every shot is known before the render."""
 
@@ -609,6 +700,9 @@ class _FixedShots:
     def grade_for(self, index: int) -> tuple[int, ShotGrade]:
         shot = min(bisect.bisect_right(self.ends, index), len(self.ends) - 1)
         return shot, self.grades[shot]
+
+    def grade_of(self, shot: int) -> ShotGrade:
+        return self.grades[min(max(shot, 0), len(self.grades) - 1)]
 
 
 class _Stopped(Exception):
@@ -633,6 +727,7 @@ class _ShotFeed:
         self.stopped = False  # the render failed: the analysis stops
         self.rendered = False  # the render is complete: the analysis finishes without preparing tables
         self.error: BaseException | None = None
+        self.timeline = _Timeline()
 
     def check(self) -> None:
         """Raise in the background thread once the render has stopped."""
@@ -664,6 +759,15 @@ class _ShotFeed:
         with self.cond:
             self.done, self.error = True, error
             self.cond.notify_all()
+
+    def grade_of(self, shot: int) -> ShotGrade:
+        """Render thread: the grade of shot number ``shot`` (the other side of a dissolve; waits for it)."""
+        with self.cond:
+            while shot >= len(self.grades) and not self.done and self.error is None:
+                self.cond.wait(0.1)
+            if self.error is not None:
+                raise self.error
+            return self.grades[min(max(shot, 0), len(self.grades) - 1)]
 
     def grade_for(self, index: int) -> tuple[int, ShotGrade]:
         """Render thread: the shot of frame ``index`` and its grade (waits for the analysis)."""
@@ -699,10 +803,14 @@ def _stream_video(
     found: dict = {}
     fit_seconds = [0.0]
 
-    def on_shot(start: int, end: int, key_frame: int, key: np.ndarray) -> None:
+    def on_shot(start: int, end: int, key_frame: int, key: np.ndarray, flat: bool, gains: np.ndarray) -> None:
         t = time.perf_counter()
-        lut = fast_lut([image_io.to_tensor(key)], reference, TransferSettings(seed=options.seed))
+        if flat:  # black, flat, a title card: the global tone mapping only
+            lut = tone_lut(reference, TransferSettings(seed=options.seed))
+        else:
+            lut = fast_lut([image_io.to_tensor(key)], reference, TransferSettings(seed=options.seed))
         fit_seconds[0] += time.perf_counter() - t
+        feed.timeline.add(start, gains)  # before the grade is published: the render reads it at once
         feed.add(end, ShotGrade(lut, options.strength), lambda g: g.prepare(native, matrix, full_range))
 
     def analyse() -> None:
@@ -714,7 +822,9 @@ def _stream_video(
                     feed.check()
                     task.update(completed=i)
 
-                found["shots"] = detect_shots(job.source, info, on_frame=on_frame, on_shot=on_shot)
+                found["shots"] = detect_shots(
+                    job.source, info, on_frame=on_frame, on_shot=on_shot, on_transition=feed.timeline.transitions.append
+                )
             feed.close()
         except _Stopped:
             feed.close()
@@ -747,19 +857,59 @@ def _stream_video(
 def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _ShotFeed | None = None) -> dict:
     info = job.info
     pick = shots or _FixedShots(job)
-    current = {"shot": -1}
+    current: dict = {"shot": -1}
     native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
+    timeline = getattr(pick, "timeline", None) or job.timeline or _Timeline()
+    prepared: dict[int, ShotGrade] = {}  # grades holding a lookup table
+
+    def run(grade: ShotGrade, pixels: np.ndarray, gain: float) -> np.ndarray | Callable[[], np.ndarray]:
+        """``grade`` on a frame of exposure ``gain`` (a fade): graded as the undarkened frame, then
+        faded again toward the grade's black."""
+        if gain == 1.0:
+            return grade.grade(pixels, info.height, info.width, defer=True)
+        black = grade.black()
+        if gain <= 1e-3:  # black: the reference's black level
+            return _regain(pixels, 0.0, black, native, info.height, matrix, full_range)
+        lifted = _ungain(pixels, gain, native, info.height, full_range)
+        out = grade.grade(lifted, info.height, info.width, defer=True)
+
+        def finish() -> np.ndarray:
+            graded = out() if callable(out) else out
+            return _regain(graded, gain, black, native, info.height, matrix, full_range)
+
+        return finish
+
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
         shot, grade = pick.grade_for(index)
+        mix = timeline.dissolve(index)
+        other = None
+        if mix is not None:  # the other side of the dissolve, its look cross-faded in
+            other = pick.grade_of(shot + 1) if index < mix[0] else pick.grade_of(shot - 1)
+            other = None if other is grade else other
         if current["shot"] != shot:
-            previous = current.get("grade")
-            if previous is not None and previous is not grade:
-                previous.release()  # free the previous shot's table before building the next
+            for g in list(prepared.values()):
+                if g is not grade and g is not other:
+                    g.release()  # free the previous shot's table before building the next
+                    prepared.pop(id(g))
             grade.prepare(native, matrix, full_range)
-            current["shot"], current["grade"] = shot, grade
-        return grade.grade(pixels, info.height, info.width, defer=True)
+            prepared[id(grade)] = grade
+            current["shot"] = shot
+        gain = timeline.gain(index)
+        if other is None:
+            return run(grade, pixels, gain)
+        if id(other) not in prepared:
+            other.prepare(native, matrix, full_range, reset=False)
+            prepared[id(other)] = other
+        a, b = (grade, other) if index < mix[0] else (other, grade)
+        ra, rb = run(a, pixels, gain), run(b, pixels, gain)
+        w = mix[1]
+
+        def finish() -> np.ndarray:
+            return _mix(ra() if callable(ra) else ra, rb() if callable(rb) else rb, w)
+
+        return finish
 
     def on_frame(i: int) -> None:
         task.advance()

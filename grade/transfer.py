@@ -396,6 +396,27 @@ def smooth_lut_offsets(delta: torch.Tensor, sigma: float) -> torch.Tensor:
     return out[0]
 
 
+def tone_lut(reference: torch.Tensor, settings: TransferSettings = TransferSettings()) -> torch.Tensor:
+    """The global tone mapping alone, as a 3D LUT ``(3, N, N, N)``: black to the reference's black level,
+    white to its white level, linear in L* between, chroma kept except toward black and white (the
+    reference's black and white tint). What black, flat and title shots get: nothing else can be
+    learned from them.
+
+    >>> lut = tone_lut(torch.full((3, 8, 8), 0.5))
+    >>> [round(float(v), 2) for v in lut[:, 0, 0, 0]], [round(float(v), 2) for v in lut[:, -1, -1, -1]]
+    ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])
+    """
+    gen = torch.Generator().manual_seed(settings.seed)
+    t_lab = rgb_to_lab_points(sample_pixels(reference.float(), settings.samples, gen)).double()
+    black, white = image_levels(t_lab)
+    b, w = float(black[0]), max(float(white[0]), float(black[0]))
+    tone = (t_lab.new_tensor([0.0, 100.0]), t_lab.new_tensor([b, w]))  # straight from black to white
+    eye, zero = torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+    levels = Levels(10.0, 90.0, black.float(), white.float())
+    with single_thread(), torch.inference_mode():
+        return transfer_lut(GlobalTransfer(tone, eye, zero, [], levels), settings.lut_size)
+
+
 def fast_lut(key, reference: torch.Tensor, settings: TransferSettings = TransferSettings()) -> torch.Tensor:
     """Fit the fast-mode transfer and return it as a 3D LUT ``(3, N, N, N)``, memory colours protected
     unless ``settings.memory`` is off."""

@@ -190,3 +190,42 @@ def cli_args(args) -> list[str]:
         if not look.lower().endswith(".cube"):
             words += ["--mode", "fast"]
     return words
+
+
+def edit_frames(w: int = 96, h: int = 64, faded: bool = True) -> tuple[list[np.ndarray], dict[str, range]]:
+    """Frames of a short edit as it comes out of an NLE (RGB uint8), and where each part lies:
+    shot A, a fade to black over 12 frames, 12 black frames, a fade up into shot B, a 12-frame
+    dissolve into shot C (other content), shot C, and a title card (white text on black).
+    ``faded=False`` gives the same frames with fades left undarkened (the frames a fade darkens)."""
+
+    def a(t: int) -> np.ndarray:
+        return scene_frame(w, h, t, 0)
+
+    def b(t: int) -> np.ndarray:
+        return scene_frame(w, h, t, 1)
+
+    def c(t: int) -> np.ndarray:
+        f = scene_frame(w, h, t, 1)[::-1, ::-1, [2, 0, 1]]  # other content, other colours
+        return np.ascontiguousarray(f)
+
+    def dim(f: np.ndarray, k: float) -> np.ndarray:
+        return (f.astype(np.float32) * k + 0.5).astype(np.uint8) if faded else f
+
+    frames: list[np.ndarray] = []
+    parts: dict[str, range] = {}
+
+    def add(name: str, new: list[np.ndarray]) -> None:
+        parts[name] = range(len(frames), len(frames) + len(new))
+        frames.extend(new)
+
+    add("a", [a(t) for t in range(24)])
+    add("fade_out", [dim(a(24 + t), 1 - (t + 1) / 13) for t in range(12)])
+    add("black", [np.zeros((h, w, 3), np.uint8)] * 12)
+    add("fade_in", [dim(b(t), (t + 1) / 13) for t in range(12)])
+    add("b", [b(12 + t) for t in range(24)])
+    add("dissolve", [((1 - (t + 1) / 13) * b(36 + t) + (t + 1) / 13 * c(t) + 0.5).astype(np.uint8) for t in range(12)])
+    add("c", [c(12 + t) for t in range(24)])
+    title = np.zeros((h, w, 3), np.uint8)
+    cv2.putText(title, "THE END", (w // 8, h // 2 + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    add("title", [title] * 20)
+    return frames, parts
