@@ -641,7 +641,9 @@ class _Timeline:
         through the dissolve this frame is (0..1); None elsewhere."""
         for t in self.transitions:
             if t.start <= index < t.end:
-                return (t.start + t.end) // 2, (index - t.start + 0.5) / (t.end - t.start)
+                fitted = len(t.weights) == t.end - t.start
+                w = t.weights[index - t.start] if fitted else (index - t.start + 0.5) / (t.end - t.start)
+                return (t.start + t.end) // 2, w
         return None
 
 

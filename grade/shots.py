@@ -44,6 +44,7 @@ class ShotSettings:
     fade_step: float = 0.02  # a frame that is its neighbour × (1 ± this or more), explained by the gain: a fade
     dissolve_min: int = 6  # frames of a dissolve, at least
     dissolve_max: int = 60  # ... and at most
+    dissolve_fit: float = 0.10  # what the mix may leave unexplained, × the change across the dissolve
 
 
 class Shot(BaseModel):
@@ -80,6 +81,7 @@ class Transition(BaseModel):
     end_time: float = 0.0
     start_tc: str = ""
     end_tc: str = ""
+    weights: list[float] = []  # dissolves: how far each frame is mixed into the next shot (0..1)
 
 
 @dataclass
@@ -101,7 +103,8 @@ class ShotList:
         """The dissolve frame ``frame`` lies in and how far through it (0..1), or None."""
         for t in self.transitions:
             if t.kind == "dissolve" and t.start <= frame < t.end:
-                return t, (frame - t.start + 0.5) / (t.end - t.start)
+                w = t.weights[frame - t.start] if len(t.weights) == t.end - t.start else None
+                return t, (frame - t.start + 0.5) / (t.end - t.start) if w is None else w
         return None
 
     def shot_of(self, frame: int) -> int:
@@ -203,16 +206,17 @@ class _ShotBuilder:
         return pool[i][0], pool[i][1], self.next_frames.get(pool[i][0]), not usable
 
 
-def find_dissolves(thumbs: np.ndarray, fades: np.ndarray, settings: ShotSettings) -> list[tuple[int, int]]:
-    """Dissolves ``[(start, end)]`` in a run of frames, from their small copies ``thumbs`` ``(n, D)``: a
-    stretch whose frames are, one by one, a linear mix of the frame before it and the frame after it
-    (a dissolve mixes two shots pixel by pixel, so their small copies mix too), between two frames of
-    different content, gradual (no step a cut) and not a fade (``fades`` ``(n,)`` marks gain steps).
+def find_dissolves(thumbs: np.ndarray, fades: np.ndarray, settings: ShotSettings) -> list[tuple[int, int, list[float]]]:
+    """Dissolves ``[(start, end, weights)]`` in a run of frames, from their small copies ``thumbs``
+    ``(n, D)``: a stretch whose frames are, one by one, a mix ``(1 - w) · A + w · B`` of the frame before
+    it and the frame after it (a dissolve mixes two shots pixel by pixel, so their small copies mix
+    too), with ``w`` rising from 0 to 1 (linearly or eased: ``weights`` are the fitted ones), between two
+    frames of different content, gradual (no step a cut) and not a fade (``fades`` ``(n,)``).
 
     >>> a, b = np.zeros((1, 12)), np.full((1, 12), 90.0)
     >>> w = np.linspace(0, 1, 12)[:, None]
     >>> run = np.concatenate([np.repeat(a, 10, 0), (1 - w) * a + w * b, np.repeat(b, 10, 0)])
-    >>> find_dissolves(run, np.zeros(len(run), bool), ShotSettings())
+    >>> [(s, e) for s, e, _ in find_dissolves(run, np.zeros(len(run), bool), ShotSettings())]
     [(11, 21)]
     """
     n = len(thumbs)
@@ -220,7 +224,7 @@ def find_dissolves(thumbs: np.ndarray, fades: np.ndarray, settings: ShotSettings
         return []
     steps = np.concatenate([[0.0], np.abs(np.diff(thumbs, axis=0)).mean(1)])
     path = np.cumsum(steps)
-    found: list[tuple[float, int, int]] = []
+    found: list[tuple[float, int, int, np.ndarray]] = []
     for length in range(settings.dissolve_max, settings.dissolve_min - 1, -1):
         s = np.arange(0, n - length - 1)
         if not len(s):
@@ -232,16 +236,26 @@ def find_dissolves(thumbs: np.ndarray, fades: np.ndarray, settings: ShotSettings
             a, b = s[i], e[i]
             if steps[a + 1 : b + 1].max() > 0.35 * d[i] or fades[a + 1 : b].mean() > 0.5:
                 continue
-            w = np.linspace(0, 1, b - a + 1)[1:-1, None]
-            mix = (1 - w) * thumbs[a] + w * thumbs[b]
+            k = float(thumbs[b] @ thumbs[a]) / max(float(thumbs[a] @ thumbs[a]), 1e-9)
+            if np.abs(thumbs[b] - k * thumbs[a]).mean() < 0.3 * d[i]:
+                continue  # the far side is the near side darkened or brightened: a fade, not a dissolve
+            span = thumbs[b] - thumbs[a]
+            w = np.clip((thumbs[a + 1 : b] - thumbs[a]) @ span / max(float(span @ span), 1e-9), 0, 1)
+            if np.diff(w).min(initial=0) < -0.05 or w[0] > 0.35 or w[-1] < 0.65:
+                continue  # not one shot turning into the other
+            mix = thumbs[a] + w[:, None] * span
             resid = np.abs(thumbs[a + 1 : b] - mix).mean()
-            if resid <= 0.12 * d[i]:
-                found.append((resid / d[i], int(a + 1), int(b)))
-    chosen: list[tuple[int, int]] = []
-    # the best fit first (in steps of 0.02 of the change: windows that fit alike), then the longest
-    for _, a, b in sorted(found, key=lambda f: (round(f[0] / 0.02), -(f[2] - f[1]))):
-        if all(b <= x or a >= y for x, y in chosen):
-            chosen.append((a, b))
+            if resid <= settings.dissolve_fit * d[i]:
+                found.append((resid / d[i], int(a + 1), int(b), w))
+    chosen: list[tuple[int, int, list[float]]] = []
+    # the longest first (its frames that are not mixed yet are trimmed below), then the best fit
+    for _, a, _b, w in sorted(found, key=lambda f: (-(f[2] - f[1]), f[0])):
+        inside = np.nonzero((w > 0.05) & (w < 0.95))[0]  # frames that are not yet / no longer mixed
+        if not len(inside):
+            continue
+        lo, hi = a + int(inside[0]), a + int(inside[-1]) + 1
+        if all(hi <= x or lo >= y for x, y, _ in chosen):
+            chosen.append((lo, hi, [round(float(v), 4) for v in w[lo - a : hi - a]]))
     return sorted(chosen)
 
 
@@ -356,14 +370,14 @@ def detect_shots(
         thumbs = np.stack(builder.thumbs) if builder.thumbs else np.zeros((0, 1))
         parts, mixes = [], []
         lo = start
-        for a, b in find_dissolves(thumbs, np.array(fades[start:end]), settings):
+        for a, b, weights in find_dissolves(thumbs, np.array(fades[start:end]), settings):
             mid = start + (a + b) // 2
             # each side must keep a key frame of its own (a shot's candidates are spread over it)
             left, right = builder.best(lo, start + a), builder.best(start + b, end)
             if left is None or right is None or left[3] or right[3]:
                 continue
             parts.append((lo, mid, left))
-            mixes.append((start + a, start + b))
+            mixes.append((start + a, start + b, weights))
             lo = mid
         last = builder.best(lo, end) or builder.best(start, end)
         parts.append((lo, end, last))
@@ -376,7 +390,7 @@ def detect_shots(
             finished.append({"start": a, "end": b, "key": key, "img": img, "next": nxt, "flat": flat})
             _fade_transitions(g, a, transitions)
             if mix is not None:
-                transitions.append(Transition(kind="dissolve", start=mix[0], end=mix[1]))
+                transitions.append(Transition(kind="dissolve", start=mix[0], end=mix[1], weights=mix[2]))
                 if on_transition:  # before the shots it joins are handed out
                     on_transition(transitions[-1])
             if on_shot:
