@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+import kornia.color as KC
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +33,7 @@ from grade import __version__
 from grade.errors import InputError, OutputError
 from grade.io.atomic import atomic_output
 from grade.io.image import thumbnail
-from grade.lut import apply_lut, fit_lut, resample_lut
+from grade.lut import apply_lut, fit_lut, grid_points, resample_lut
 from grade.model.look import LearnedLook, settings_from_json
 
 PRESET_FORMAT = "grade.preset"
@@ -213,6 +214,18 @@ def fit_look_lut(
     full = _grade_keys(look, lut, keys)
     src = torch.cat([to_tensor(k).reshape(3, -1).T for k in keys])
     dst = torch.cat([torch.from_numpy(np.ascontiguousarray(y)).reshape(-1, 3) for y in full])
+    # colours darker or lighter than the key frames hold keep the look's global part (its black and
+    # white are the reference's): pinned, so that the fit's correction does not spread over them
+    nodes = grid_points(size)
+    lum = KC.rgb_to_lab(nodes.T.reshape(1, 3, -1, 1).clamp(1e-6, 1))[0, 0, :, 0]
+    key_l = KC.rgb_to_lab(src.T.reshape(1, 3, -1, 1).clamp(1e-6, 1))[0, 0, :, 0]
+    lo, hi = (float(v) for v in torch.quantile(key_l[:: max(1, len(key_l) // 20000)], torch.tensor([0.005, 0.995])))
+    pin = (lum < lo - 3) | (lum > hi + 3)
+    if bool(pin.any()):
+        pinned = nodes[pin]
+        prior = apply_lut(look.lut, pinned.T.reshape(1, 3, -1, 1))[0, :, :, 0].T
+        repeat = max(1, len(src) // (20 * len(pinned)))
+        src, dst = torch.cat([src, pinned.repeat(repeat, 1)]), torch.cat([dst, prior.repeat(repeat, 1)])
     fitted = fit_lut(src, dst, look.lut, size)
     return fitted, lut_error(look, lut, fitted, keys, full)
 

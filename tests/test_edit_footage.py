@@ -123,14 +123,16 @@ def test_shots_lists_transitions(capsys, edit) -> None:
     assert all(t["start_tc"] and t["end_tc"] for t in out["transitions"])
 
 
-def test_scene_preset_and_its_cube_keep_black(capsys, edit, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_scene_preset_and_its_cube_keep_black(capsys, edit, tmp_path: Path, mode: str) -> None:
     """One scene look over the whole edit: black, title and fades do not enter it, and the preset and
     its exported .cube map black to the reference's black on other footage too."""
     folder, clip, plain, parts, refs = edit
-    ref = refs["warm"]
+    ref = refs["warm"] if mode == "fast" else refs["cold"]
     lib = ["--library", tmp_path / "lib"]
     out = tmp_path / "scene.mp4"
-    _run([clip, "--look", ref, "--mode", "fast", "--save-preset", "warm", *lib, "-o", out], capsys)
+    steps = ["--steps", "20"] if mode == "learned" else []
+    _run([clip, "--look", ref, "--mode", mode, *steps, "--save-preset", "warm", *lib, "-o", out], capsys)
     via_preset, plain_out = tmp_path / "preset.mp4", tmp_path / "preset-plain.mp4"
     _run([clip, "--preset", "warm", *lib, "-o", via_preset], capsys)
     _run([plain, "--preset", "warm", *lib, "-o", plain_out], capsys)
