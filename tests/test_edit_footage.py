@@ -153,3 +153,29 @@ def test_an_all_black_clip_makes_no_preset(capsys, tmp_path: Path) -> None:
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nothing to learn a look from" in err[0]
     assert not (tmp_path / "lib" / "x.gpreset").exists()
+
+
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_every_look_is_monotone_in_luminance(mode: str, tmp_path: Path) -> None:
+    """Darker copies of a colour come out darker (L*), for colours in and far outside the key frame."""
+    import torch
+
+    from grade.io.image import to_tensor
+    from grade.lut import apply_lut
+    from grade.model.look import LookSettings
+    from grade.train import TrainSettings, train_look
+    from grade.transfer import fast_lut, rgb_to_lab_points
+
+    frames, parts = edit_frames()
+    key = to_tensor(frames[parts["b"].start + 5])
+    ref = to_tensor(cv2.imread(str(_reference(tmp_path / "warm.png", True)))[..., ::-1].copy())
+    lut = fast_lut(key, ref)
+    if mode == "learned":
+        look, _ = train_look(key, ref, lut, LookSettings(working_side=64), TrainSettings(steps=20))
+    hues = torch.tensor([[1.0, 0.2, 0.1], [0.1, 0.9, 0.3], [0.2, 0.3, 1.0], [0.8, 0.8, 0.8], [1.0, 0.9, 0.2]])
+    ramp = torch.linspace(0, 1, 48)
+    img = (hues[:, None, :] * ramp[None, :, None]).permute(2, 0, 1)[None]  # (1, 3, 5, 48): 5 ramps to black
+    img = img.repeat_interleave(8, dim=2)
+    out = apply_lut(lut, img) if mode == "fast" else look.apply(img)
+    lum = rgb_to_lab_points(out[0].reshape(3, -1).T).reshape(5, 8, 48, 3)[:, 4, :, 0]
+    assert bool((lum.diff(dim=1) > -0.5).all()), lum.diff(dim=1).min()
