@@ -1,9 +1,14 @@
 """grade: photorealistic colour grading of video from a reference still.
 
-The command line (``grade``) is a thin shell over this library API::
+The command line (``grade``) is a thin shell over this library API (:mod:`grade.api`)::
 
-    from grade.pipeline import grade_file, GradeOptions
-    report = grade_file("shot.mov", "reference.jpg", GradeOptions(mode="fast"))
+    import grade
+    look = grade.fit_look([frame], "reference.jpg")      # or grade.load_look("dusk.cube" | "dusk.gpreset" | "dusk")
+    graded = look.apply(frame)                           # numpy RGB: uint8, uint16 or float32 in [0, 1]
+    look.save("dusk.gpreset"); look.to_cube("dusk.cube", size=33)
+    report = grade.grade_file("shot.mov", look, "shot.graded.mov", strength=0.8)
+    shots = grade.detect_shots("shot.mov")
+    grade.conform("cut.edl", "footage/", "graded/", look="reference.jpg")
 """
 
 __version__ = "0.1.0"
@@ -18,3 +23,17 @@ import os as _os
 # user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 if "OMP_WAIT_POLICY" not in _os.environ:
     _os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+
+from grade.errors import GradeError, InputError, OutputError  # noqa: E402  (light: no torch)
+
+_API = ("Look", "conform", "detect_shots", "fit_look", "grade_file", "load_look")
+__all__ = ["GradeError", "InputError", "OutputError", "__version__", *_API]
+
+
+def __getattr__(name: str):
+    """The API's names, imported on first use (``import grade`` stays light for the command line)."""
+    if name in _API:
+        from grade import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'grade' has no attribute {name!r}")

@@ -320,7 +320,17 @@ class _LookSource:
     preset: Preset | None = None
 
 
-def _look_source(look: Path | None, options: GradeOptions) -> _LookSource:
+def _look_source(look: Path | np.ndarray | Preset | None, options: GradeOptions) -> _LookSource:
+    if isinstance(look, Preset):  # a look object of the library API
+        src = _LookSource(label=f"look {look.name}", kind="preset", preset=look, thumb=look.reference)
+        if look.reference is not None:
+            src.reference = image_io.to_tensor(look.reference)
+        return src
+    if isinstance(look, np.ndarray):  # a reference still given as pixels
+        from grade.api import _reference
+
+        ref, thumb = _reference(look, options.working_side)
+        return _LookSource(label="reference (array)", kind="reference", reference=ref, thumb=thumb)
     if options.preset is not None:
         preset = Library(options.library).load(options.preset)
         if options.refine and preset.manifest.mode == "lut" and look is None:
@@ -370,7 +380,7 @@ def grade_file(
 
 def grade_files(
     sources: list[str | Path],
-    look: str | Path | None,
+    look: str | Path | np.ndarray | Preset | None,
     options: GradeOptions | None = None,
     outputs: list[str | Path] | None = None,
     progress: Progress | None = None,
@@ -383,7 +393,8 @@ def grade_files(
     """
     options = options or GradeOptions()
     progress = progress or NullProgress()
-    look = Path(look) if look is not None else None
+    if look is not None and not isinstance(look, np.ndarray | Preset):
+        look = Path(look)
     paths = [Path(s) for s in sources]
     if not paths:
         raise InputError("no input given")
@@ -398,7 +409,7 @@ def grade_files(
         info = None if image_io.is_image_path(source) else video_io.probe(source)
         out = Path(outputs[n]) if outputs else default_output(source, options.output_dir)
         jobs.append(_Job(source, out, info))
-    guarded = [*paths, *([look] if look is not None else [])]
+    guarded = [*paths, *([look] if isinstance(look, Path) else [])]
     for job in jobs:
         out = job.out
         check_name(out)
@@ -538,7 +549,7 @@ def _save_preset(library: Library, src: _LookSource, grade: ShotGrade, jobs, opt
         lut=grade.full_lut,  # full strength: --strength applies when the preset is used
         learned=learned,
         reference=reference,
-        reference_name=look.name if look is not None else (src.preset.manifest.reference if src.preset else None),
+        reference_name=look.name if isinstance(look, Path) else (src.preset.manifest.reference if src.preset else None),
         keys=keys,
         key_frames=frames,
         scene=options.scene,
