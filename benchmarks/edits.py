@@ -232,7 +232,17 @@ def fade_metrics(src: dict[str, np.ndarray], out: dict[str, np.ndarray], fades: 
         third = max(1, -(-(e - s) // 3))
         darkest = slice(s, s + third) if sign > 0 else slice(e - third, e)
         fog = float(np.median(out["chroma"][darkest]))
-        per_fade.append({**f, "steps": len(d), "violations": bad, "fog": fog, "out_L": out["L"][s:e].round(2).tolist()})
+        bright = float(out["chroma"][e - 1 if sign > 0 else s])  # for scale: the look's chroma, undarkened
+        per_fade.append(
+            {
+                **f,
+                "steps": len(d),
+                "violations": bad,
+                "fog": fog,
+                "bright_chroma": bright,
+                "out_L": out["L"][s:e].round(2).tolist(),
+            }
+        )
         violations += bad
         steps += len(d)
         fogs.append(fog)
@@ -491,9 +501,21 @@ def main(argv: list[str] | None = None) -> int:
     fade_rows = []
     for name, m in results.items():
         for f in m["fades"]["fades"]:
-            fade_rows.append([name, f"{f['kind']} {f['start']}-{f['end'] - 1}", f["steps"], f["violations"], f["fog"]])
-    print(f"\nfades ({args.label}): wrong-way steps (> {WRONG_STEP} L*) and fog of the darkest third")
-    print(table(["config", "fade", "steps", "violations", "fog C*"], fade_rows))
+            fade_rows.append(
+                [
+                    name,
+                    f"{f['kind']} {f['start']}-{f['end'] - 1}",
+                    f["steps"],
+                    f["violations"],
+                    f["fog"],
+                    f["bright_chroma"],
+                ]
+            )
+    print(
+        f"\nfades ({args.label}): wrong-way steps (> {WRONG_STEP} L*), fog of the darkest third, and for scale the "
+        "median chroma of the fade's brightest frame"
+    )
+    print(table(["config", "fade", "steps", "violations", "fog C*", "bright end C*"], fade_rows))
     for name, m in results.items():
         for w in m.get("warnings", []):
             print(f"warning ({name}): {w}")

@@ -114,9 +114,12 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
 def grade_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="grade",
+        usage="grade INPUT --look REF|--preset NAME [options]\n       grade {shots,scene,presets,conform,help} ...",
         description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
-        epilog="Other commands: 'grade shots CLIP' lists shots and key frames; 'grade scene' grades several shots "
-        "with one look; 'grade presets' manages saved looks; 'grade conform' grades a whole edit.",
+        epilog="commands:\n  shots CLIP      list shots, key frames and transitions\n"
+        "  scene SHOT...   grade several shots with one look\n  presets         manage saved looks\n"
+        "  conform EDIT    grade a whole edit (EDL, FCP XML, OTIO)\n  help [COMMAND]  this help, or a command's",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", type=Path, help="video or still to grade (never modified)")
     p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
@@ -173,23 +176,23 @@ def presets_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list the presets")
     show = sub.add_parser("show", help="print a preset's manifest")
-    show.add_argument("name")
+    show.add_argument("name", help="preset name (or a .gpreset file)")
     show.add_argument("--preview", type=Path, metavar="PNG", help="write the reference and key frames before/after")
     show.add_argument("--force", action="store_true")
     ren = sub.add_parser("rename", help="rename a preset")
-    ren.add_argument("name")
-    ren.add_argument("new_name")
+    ren.add_argument("name", help="the preset's current name")
+    ren.add_argument("new_name", help="its new name (letters, digits, _ . + -)")
     ren.add_argument("--force", action="store_true")
     dele = sub.add_parser("delete", help="delete a preset")
-    dele.add_argument("name")
+    dele.add_argument("name", help="preset to delete")
     exp = sub.add_parser("export", help="export a preset as a .cube 3D LUT (and/or an ASC CDL)")
-    exp.add_argument("name")
+    exp.add_argument("name", help="preset to export (name or .gpreset file)")
     exp.add_argument("--cube", type=Path, metavar="FILE", help="the .cube file to write")
     exp.add_argument("--size", type=int, choices=[17, 33, 65], default=33, help="points per axis (default 33)")
     exp.add_argument("--cdl", type=Path, metavar="FILE", help="also write the best-fitting ASC CDL (.cc)")
     exp.add_argument("--force", action="store_true")
     imp = sub.add_parser("import", help="add a .gpreset file or a .cube LUT to the library")
-    imp.add_argument("file", type=Path)
+    imp.add_argument("file", type=Path, help="a .gpreset or .cube file to add to the library")
     imp.add_argument("--name", help="name in the library (default: the file's)")
     imp.add_argument("--force", action="store_true")
     for sp in sub.choices.values():
@@ -200,7 +203,7 @@ def presets_parser() -> argparse.ArgumentParser:
 
 def shots_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
-    p.add_argument("input", type=Path)
+    p.add_argument("input", type=Path, help="video to analyse")
     _common(p)
     return p
 
@@ -263,6 +266,71 @@ class RichProgress:
                 progress.update(task_id, total=t.completed)  # estimates were high: show it done
 
 
+class LineProgress:
+    """Progress without a terminal (a log file, CI, a pipe): plain lines on stderr, at most one every
+    ``every`` seconds per stage, and one when a stage ends: ``render 120/720 17% 0:12 ETA 1:00``."""
+
+    def __init__(self, stream=None, every: float = 5.0) -> None:
+        self.stream = stream or sys.stderr
+        self.every = every
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def stage(self, name: str, total: int | None) -> Iterator:
+        state = {"done": 0, "total": total, "info": "", "shown": 0.0}
+        t0 = time.monotonic()
+        out = self.stream
+
+        def clock(seconds: float) -> str:
+            m, s = divmod(int(seconds), 60)
+            return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+        def show(force: bool = False) -> None:
+            now = time.monotonic()
+            if not force and now - state["shown"] < self.every:
+                return
+            state["shown"] = now
+            done, tot, spent = state["done"], state["total"], now - t0
+            line = f"{name} {done}" + (f"/{tot} {100 * done // max(1, tot)}%" if tot else "") + f" {clock(spent)}"
+            if tot and 0 < done < tot:
+                line += f" ETA {clock(spent / done * (tot - done))}"
+            if state["info"]:
+                line += f"  {state['info']}"
+            print(line, file=out, flush=True)
+
+        class _Task:
+            def advance(self, n: int = 1) -> None:
+                state["done"] += n
+                show()
+
+            def update(self, completed=None, total=None, info=None) -> None:
+                if completed is not None:
+                    state["done"] = completed
+                if total is not None:
+                    state["total"] = total
+                if info is not None:
+                    state["info"] = info
+                show()
+
+        state["shown"] = time.monotonic()  # the first line after `every` seconds, or at the end
+        try:
+            yield _Task()
+        finally:
+            if state["total"] is not None and state["done"] < state["total"]:
+                state["total"] = state["done"]
+            show(force=True)
+
+
+def make_progress(console) -> RichProgress | LineProgress:
+    """Bars on a terminal, plain periodic lines otherwise."""
+    return RichProgress(console) if console.is_terminal else LineProgress()
+
+
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
@@ -307,7 +375,7 @@ def _run_graded(args: argparse.Namespace, console, run) -> list:
 
     if args.quiet or args.json:
         return run(NullProgress())
-    with RichProgress(console) as progress:
+    with make_progress(console) as progress:
         return run(progress)
 
 
@@ -425,7 +493,7 @@ def _run_shots(args: argparse.Namespace, console) -> int:
     if args.quiet or args.json:
         shots = detect_shots(args.input, info)
     else:
-        with RichProgress(console) as progress, progress.stage("analyse", info.frames) as task:
+        with make_progress(console) as progress, progress.stage("analyse", info.frames) as task:
             shots = detect_shots(args.input, info, on_frame=lambda i: task.update(completed=i))
     if args.json:
         print(
@@ -446,15 +514,19 @@ def _run_shots(args: argparse.Namespace, console) -> int:
         return 0
     from rich.table import Table
 
-    table = Table(title=f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
+    table = Table()
     for col in ("shot", "in", "out", "frames", "key frame", "key tc", "note"):
         table.add_column(col, justify="right")
     for s in shots.shots:
         note = "blank: tone only" if s.flat else ""
         table.add_row(str(s.index + 1), s.start_tc, s.end_tc, str(s.frames), str(s.key_frame), s.key_tc, note)
-    console.print(table)
+    from grade.preset_cli import _stdout_console
+
+    out = _stdout_console()  # the shot list is data: stdout
+    out.print(f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
+    out.print(table)
     for t in shots.transitions:
-        console.print(f"{t.kind}: frames {t.start}-{t.end - 1} ({t.start_tc} - {t.end_tc})")
+        out.print(f"{t.kind}: frames {t.start}-{t.end - 1} ({t.start_tc} - {t.end_tc})")
     return 0
 
 
@@ -462,10 +534,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # messages in a log are not wrapped at 80 columns
+    parsers = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser, "conform": conform_parser}
+    if argv and argv[0] == "help" and not Path(argv[0]).is_file():  # grade help [COMMAND]
+        topic = argv[1] if len(argv) > 1 else None
+        if topic is not None and topic not in parsers:
+            print(f"grade: error: no command {topic!r} (commands: {', '.join(parsers)})", file=sys.stderr)
+            return 2
+        (parsers[topic]() if topic else grade_parser()).print_help(sys.stdout)
+        return 0
     if argv and argv[0] in SUBCOMMANDS and not Path(argv[0]).is_file():
         command = argv.pop(0)
-        parsers = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser, "conform": conform_parser}
         parser = parsers[command]()
     else:
         command, parser = "grade", grade_parser()

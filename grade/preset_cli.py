@@ -14,6 +14,14 @@ from grade.io.atomic import atomic_output, check_output_path
 from grade.presets import Library, Preset, fit_look_lut, read_preset
 
 
+def _stdout_console():
+    """Where data goes: stdout (messages and progress go to stderr)."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=200)  # a pipe or a file: do not wrap at 80
+
+
 def run(args: argparse.Namespace, console) -> int:
     library = Library(args.library)
     action = {
@@ -45,6 +53,7 @@ def _list(args, library: Library, console) -> int:
                     "mode": m.mode,
                     "scene": m.scene,
                     "created": m.created.isoformat(),
+                    "notes": m.notes,
                     "shipped": ro,
                     "path": str(path),
                 }
@@ -61,12 +70,13 @@ def _list(args, library: Library, console) -> int:
     from rich.table import Table
 
     table = Table(title=f"presets in {library.root}" + (f" (+ shipped: {library.shipped})" if library.shipped else ""))
-    for col in ("name", "mode", "scene", "created", "note"):
+    for col in ("name", "mode", "scene", "created", "notes"):
         table.add_column(col)
     for r in rows:
-        note = r.get("error", "shipped, read-only" if r["shipped"] else "")
+        parts = (r.get("notes"), "shipped, read-only" if r["shipped"] else "")
+        note = r.get("error") or "; ".join(x for x in parts if x)
         table.add_row(r["name"], r.get("mode", "?"), r.get("scene") or "", r.get("created", "")[:19], note)
-    console.print(table)
+    _stdout_console().print(table)
     return 0
 
 
@@ -82,9 +92,16 @@ def _show(args, library: Library, console) -> int:
     if args.json:
         print(json.dumps(data))
     elif not args.quiet:
-        from rich.pretty import Pretty
+        from rich.table import Table
 
-        console.print(Pretty(data))
+        table = Table(title=f"preset {preset.name}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key, value in data.items():
+            if isinstance(value, dict | list):
+                value = json.dumps(value) if value else ""
+            table.add_row(key, "" if value is None else str(value))
+        _stdout_console().print(table)
     return 0
 
 
