@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from grade import __version__
-from grade.errors import GradeError, InputError, Interrupted
+from grade.errors import GradeError, InputError, Interrupted, as_flags
 
 ENV_LIBRARY = "GRADE_PRESETS"
 
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     except GradeError as e:
         if debug:
             raise
-        print(f"grade: error: {e}", file=sys.stderr)
+        print(f"grade: error: {as_flags(str(e))}", file=sys.stderr)  # the library's settings as our flags
         return e.exit_code
     except ValidationError as e:  # an option out of range that argparse let through
         if debug:

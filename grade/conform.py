@@ -32,7 +32,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from grade.cdl import CDL
-from grade.errors import InputError, OutputError
+from grade.errors import InputError, OutputError, setting
 from grade.io.atomic import atomic_output
 
 EDIT_SUFFIXES = {".edl", ".xml", ".otio", ".fcpxml"}
@@ -184,7 +184,7 @@ def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
         raise InputError(f"no events in {path}")
     edit_rate = rate or clips[0].source_range.duration.rate
     if not (math.isfinite(edit_rate) and 0 < edit_rate <= 1000):
-        raise InputError(f"edit {path} has no usable frame rate ({edit_rate}): give --rate")
+        raise InputError(f"edit {path} has no usable frame rate ({edit_rate}): give {setting('rate', 'FPS')}")
     start = timeline.global_start_time
     rec0 = round(start.rescaled_to(edit_rate).value) if start is not None else None
     if rec0 is None and path.suffix.lower() == ".edl":
@@ -283,7 +283,7 @@ class MediaIndex:
         self.files: list[Path] = []
         for folder in folders:
             if not folder.is_dir():
-                raise InputError(f"--media: not a folder: {folder}")
+                raise InputError(f"{setting('media', folder)}: not a folder")
             for root, _dirs, names in os.walk(folder):
                 for n in sorted(names):
                     if Path(n).suffix.lower() in MEDIA_SUFFIXES and not n.startswith("."):
@@ -604,14 +604,19 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
     edit = read_edit(edit_path, settings.rate)
     looks = read_looks(settings.looks) if settings.looks else None
     if looks is None and settings.look is None and options.preset is None:
-        raise InputError("no look: give --looks FILE.toml, --look REF|FILE.cube or --preset NAME")
+        raise InputError(
+            f"no look: give {setting('looks', 'FILE.toml')}, {setting('look', 'REF|FILE.cube')} "
+            f"or {setting('preset', 'NAME')}"
+        )
     index = MediaIndex(settings.media)
     plans = _plan(edit, index, settings, looks)
     missing = [p for p in plans if p.problem]
     if missing and not settings.skip_missing:
         first = "; ".join(f"event {p.event.number} {p.event.name}: {p.problem}" for p in missing[:3])
         more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise InputError(f"{len(missing)} of {len(plans)} events cannot be relinked: {first}{more} (--skip-missing)")
+        raise InputError(
+            f"{len(missing)} of {len(plans)} events cannot be relinked: {first}{more} ({setting('skip_missing')})"
+        )
     ensure_output_folder(out_dir)
     warnings = [
         f"event {p.event.number} {p.event.name}: {p.event.speed_effect} not supported (graded at normal speed)"
@@ -652,7 +657,9 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             foreign.append(settings.assemble)
         if foreign:
             more = f" (+{len(foreign) - 1} more)" if len(foreign) > 1 else ""
-            raise OutputError(f"output exists and was not written by this conform: {foreign[0]}{more} (use --force)")
+            raise OutputError(
+                f"output exists and was not written by this conform: {foreign[0]}{more} (use {setting('force')})"
+            )
     grades, specs, trained = {}, {}, []
     for scene in sorted({p.scene for p in pending}):
         grades[scene], specs[scene], was_trained = _scene_grade(
@@ -1019,7 +1026,7 @@ def assemble(plans: list[_Planned], target: Path, options, on_frame=None) -> int
 
     placed = [p for p in plans if p.output is not None and p.output.exists()]
     if not placed:
-        raise OutputError("--assemble: no graded event to assemble")
+        raise OutputError(f"{setting('assemble', 'FILE')}: no graded event to assemble")
     with av.open(str(placed[0].output)) as box:
         vs = box.streams.video[0]
         size = (vs.codec_context.width, vs.codec_context.height)

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from grade import __version__
-from grade.errors import GradeError, InputError, OutputError
+from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_name, check_output_path
@@ -141,7 +141,9 @@ class GradeReport(BaseModel):
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without one is a user error."""
     if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available (use --device cpu or auto)")
+        raise InputError(
+            f"{setting('device', 'cuda')}: no CUDA device is available (use {setting('device', 'cpu')} or auto)"
+        )
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -343,7 +345,9 @@ def _look_source(look: Path | np.ndarray | Preset | None, options: GradeOptions)
             src.reference = image_io.to_tensor(preset.reference)
         return src
     if look is None:
-        raise InputError("no look given: use --look REFERENCE (a still or a .cube LUT) or --preset NAME")
+        raise InputError(
+            f"no look given: use {setting('look', 'REFERENCE')} (a still or a .cube LUT) or {setting('preset', 'NAME')}"
+        )
     if look.suffix.lower() == ".cube":
         from grade.cube import read_cube
 
@@ -431,13 +435,15 @@ def grade_files(
         raise InputError("two inputs would be written to the same output")
     if options.preview:
         if not image_io.is_image_path(options.preview):
-            raise InputError(f"--preview writes an image: give it a .png or .jpg name, not {options.preview}")
+            raise InputError(
+                f"{setting('preview', 'FILE')} writes an image: give it a .png or .jpg name, not {options.preview}"
+            )
         check_output_path(options.preview, [*guarded, *(j.out for j in jobs)], force=options.force)
     library = Library(options.library)
     if options.save_preset:
         library.check_free(options.save_preset, options.force_preset)
     if options.refine and options.preset is None:
-        raise InputError("--refine needs --preset NAME (the preset to fine-tune)")
+        raise InputError(f"{setting('refine')} needs {setting('preset', 'NAME')} (the preset to fine-tune)")
     device = resolve_device(options.device)
     timings: dict[str, float] = {}
     t = time.perf_counter()
@@ -950,7 +956,7 @@ def _render_video(job: _Job, options: GradeOptions, progress: Progress, shots: _
         )
         damage = damage_of(info, stats.frames, stats.decode_error)
         if damage is not None and options.strict:  # before the output is published: nothing is written
-            raise InputError(f"{damage.message(job.source)}; --strict: nothing written")
+            raise InputError(f"{damage.message(job.source)}; {setting('strict')}: nothing written")
     for g in pick.grades:
         g.release()
     stab = _stabiliser_stats(pick.grades)

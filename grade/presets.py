@@ -30,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from grade import __version__
-from grade.errors import InputError, OutputError
+from grade.errors import InputError, OutputError, setting
 from grade.io.atomic import atomic_output
 from grade.io.image import thumbnail
 from grade.lut import apply_lut, fit_lut, grid_points, resample_lut
@@ -307,7 +307,7 @@ def write_preset(preset: Preset, path: Path, force: bool = False) -> Path:
     data = preset_bytes(preset)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not force:
-        raise OutputError(f"preset {preset.name!r} already exists: {path} (use --force to replace it)")
+        raise OutputError(f"preset {preset.name!r} already exists: {path} (use {setting('force')} to replace it)")
     with atomic_output(path, force=force) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -449,7 +449,7 @@ class Library:
         """Fail before any work when saving ``name`` would clobber a preset (without ``force``)."""
         p = self.path_for(name)
         if p.exists() and not force:
-            raise OutputError(f"preset {name!r} already exists: {p} (use --force to replace it)")
+            raise OutputError(f"preset {name!r} already exists: {p} (use {setting('force')} to replace it)")
 
     def delete(self, name: str) -> Path:
         p, ro = self.locate(validate_name(name))

@@ -117,3 +117,19 @@ def test_conform_through_the_api(project, looks) -> None:  # noqa: F811
     assert [e.status for e in again.events] == ["done"] * 4
     with pytest.raises(InputError, match="handles"):
         grade.conform(edl, media, root / "graded3", look=looks["fast"], handles=-1)
+
+
+def test_library_errors_name_settings_and_the_cli_shows_flags(looks, tmp_path: Path, capsys) -> None:
+    src = make_clip(tmp_path / "shot.mp4", frames=4, size=(96, 64), audio=False)
+    out = tmp_path / "taken.mp4"
+    out.write_bytes(b"x")
+    with pytest.raises(grade.OutputError) as e:
+        grade.grade_file(src, looks["fast"], out)
+    assert "`force=True`" in str(e.value) and "--" not in str(e.value)
+    from grade.cli import main
+
+    assert main([str(src), "--look", str(tmp_path / "nothing.cube"), "-o", str(out), "-q"]) != 0
+    capsys.readouterr()
+    assert main([str(src), "--preset", "x", "--refine", "--mode", "fast", "-o", str(out), "-q"]) != 0
+    code = main([str(src), "--look", str(looks["fast"].save(tmp_path / "l.gpreset")), "-o", str(out), "-q"])
+    assert code == 3 and "(use --force to overwrite)" in capsys.readouterr().err

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from grade.errors import GradeError, OutputError
+from grade.errors import GradeError, OutputError, setting
 
 TMP_MARK = ".grade-tmp-"
 NAME_MAX = 255  # bytes in one file name on the usual filesystems (ext4, XFS, APFS, NTFS)
@@ -33,7 +33,7 @@ def check_output_path(output: Path, sources: list[Path], *, force: bool) -> None
     if output.is_dir():
         raise OutputError(f"output path is a directory: {output} (give a file name, e.g. {output / 'graded.mp4'})")
     if output.exists() and not force:
-        raise OutputError(f"output exists: {output} (use --force to overwrite)")
+        raise OutputError(f"output exists: {output} (use {setting('force')} to overwrite)")
     parent = output.parent if str(output.parent) else Path(".")
     if parent.exists() and not parent.is_dir():
         raise OutputError(f"output folder is a file, not a folder: {parent}")
@@ -115,12 +115,12 @@ def publish(tmp: Path, output: Path, *, force: bool) -> None:
     try:
         os.link(tmp, output)  # atomic and fails if output exists
     except FileExistsError:
-        raise OutputError(f"output exists: {output} (another run wrote it meanwhile; use --force)") from None
+        raise OutputError(f"output exists: {output} (another run wrote it meanwhile; use {setting('force')})") from None
     except OSError as e:  # filesystems without hard links
         if e.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK):
             raise
         if output.exists():
-            raise OutputError(f"output exists: {output} (use --force to overwrite)") from None
+            raise OutputError(f"output exists: {output} (use {setting('force')} to overwrite)") from None
         os.replace(tmp, output)
         return
     os.unlink(tmp)

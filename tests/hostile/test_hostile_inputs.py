@@ -773,7 +773,7 @@ OUTPUTS = [
         "preview-not-an-image",
         lambda c: [*_grade(c.clip, c), "--preview", c.p("sheet.mp4")],
         "error",
-        "--preview writes an image",
+        "--preview FILE writes an image",
         "sheet.mp4",
         2,
     ),
