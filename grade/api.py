@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from pydantic import ValidationError
 
 from grade.errors import InputError
@@ -104,9 +103,9 @@ class Look:
         return f"Look({self.name!r}, mode={self.mode!r}, strength={self.strength}, regional={self.regional})"
 
     def _grade(self):
-        from grade.pipeline import _preset_grade
+        from grade.pipeline import preset_grade
 
-        return _preset_grade(self.preset, self.strength, stabilise=False, regional=self.regional)
+        return preset_grade(self.preset, self.strength, stabilise=False, regional=self.regional)
 
     def apply(self, frame: Frame) -> Frame:
         """Grade one frame: ``(H, W, 3)`` RGB uint8, uint16, or float32 in [0, 1] (values outside are
@@ -202,14 +201,6 @@ def load_look(source: str | Path, strength: float = 1.0, regional: float = 1.0) 
     return Look(preset, strength, regional)
 
 
-def _reference(reference: str | Path | np.ndarray, side: int) -> tuple[torch.Tensor, np.ndarray]:
-    if isinstance(reference, np.ndarray):
-        ref = _check_frame(reference, "reference")
-        small = image_io.fit_side(ref if ref.dtype != np.float32 else _as_uint8(ref), side)
-        return image_io.to_tensor(small), image_io.thumbnail(small, side)
-    return image_io.load_reference(reference, side)
-
-
 def fit_look(
     frames: Frame | Sequence[Frame],
     reference: str | Path | np.ndarray,
@@ -244,7 +235,7 @@ def fit_look(
     if not items:
         raise InputError("frames: give at least one key frame")
     keys = [image_io.thumbnail(_as_uint8(_check_frame(f)), ShotSettings().key_side) for f in items]
-    ref, thumb = _reference(reference, options.working_side)
+    ref, thumb = image_io.load_reference(reference, options.working_side)
     device = resolve_device(options.device)
     grade = fit_shots(keys, ref, options, device, progress or NullProgress(), joint=True)[0]
     learned = grade.learned

@@ -520,9 +520,9 @@ def _run_shots(args: argparse.Namespace, console) -> int:
     for s in shots.shots:
         note = "blank: tone only" if s.flat else ""
         table.add_row(str(s.index + 1), s.start_tc, s.end_tc, str(s.frames), str(s.key_frame), s.key_tc, note)
-    from grade.preset_cli import _stdout_console
+    from grade.preset_cli import data_console
 
-    out = _stdout_console()  # the shot list is data: stdout
+    out = data_console()  # the shot list is data: stdout
     out.print(f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
     out.print(table)
     for t in shots.transitions:

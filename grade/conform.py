@@ -780,7 +780,7 @@ def _scene_grade(
     from grade.cdl import apply_cdl
     from grade.cube import read_cube
     from grade.io import image as image_io
-    from grade.pipeline import ShotGrade, _preset_grade, fit_shots
+    from grade.pipeline import ShotGrade, fit_shots, preset_grade
     from grade.presets import SUFFIX, build_preset, read_preset, write_preset
     from grade.shots import detect_shots
 
@@ -789,7 +789,7 @@ def _scene_grade(
         return ShotGrade(read_cube(desc["cube"]), options.strength), ("cube", desc["cube"]), False
     if "preset" in desc:
         preset = read_preset(desc["preset"])
-        grade = _preset_grade(preset, options.strength, options.stabilise, options.regional)
+        grade = preset_grade(preset, options.strength, options.stabilise, options.regional)
         return grade, ("preset", desc["preset"]), False
     trained = ("mode", "seed", "steps", "working_side", "look_side")
     grading = {k: v for k, v in options.model_dump().items() if k in trained}
@@ -798,7 +798,7 @@ def _scene_grade(
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
     if cache.exists():
         with contextlib.suppress(InputError):  # a damaged cache is trained again
-            grade = _preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
+            grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
             return grade, ("preset", str(cache)), False
     keys = []
     for p in plans:
@@ -879,7 +879,7 @@ def _worker_render(
     import time
 
     from grade.cube import read_cube
-    from grade.pipeline import GradeOptions, ShotGrade, _preset_grade
+    from grade.pipeline import GradeOptions, ShotGrade, preset_grade
     from grade.presets import read_preset
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; atomic outputs clean up on exit
@@ -893,7 +893,7 @@ def _worker_render(
         grade = (
             ShotGrade(read_cube(path), strength)
             if kind == "cube"
-            else _preset_grade(read_preset(path), strength, stabilise, options.regional)
+            else preset_grade(read_preset(path), strength, stabilise, options.regional)
         )
         _WORKER_GRADES[spec] = grade
     frames = _render_event(_WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options)

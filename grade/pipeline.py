@@ -329,9 +329,7 @@ def _look_source(look: Path | np.ndarray | Preset | None, options: GradeOptions)
             src.reference = image_io.to_tensor(look.reference)
         return src
     if isinstance(look, np.ndarray):  # a reference still given as pixels
-        from grade.api import _reference
-
-        ref, thumb = _reference(look, options.working_side)
+        ref, thumb = image_io.load_reference(look, options.working_side)
         return _LookSource(label="reference (array)", kind="reference", reference=ref, thumb=thumb)
     if options.preset is not None:
         preset = Library(options.library).load(options.preset)
@@ -469,7 +467,7 @@ def grade_files(
         shared = [ShotGrade(src.lut, options.strength)]
         per_shot = shared * len(all_keys)
     elif src.kind == "preset" and not options.refine:
-        shared = [_preset_grade(src.preset, options.strength, options.stabilise, options.regional)]
+        shared = [preset_grade(src.preset, options.strength, options.stabilise, options.regional)]
         per_shot = shared * len(all_keys)
     else:
         # black, flat and title shots get the global tone mapping only and never enter a scene look
@@ -533,7 +531,7 @@ def _finish(jobs, src: _LookSource, shared, reports, options: GradeOptions, libr
 REFINE_STEPS = 40  # --refine: a third of a cold training
 
 
-def _preset_grade(preset: Preset, strength: float, stabilise: bool = True, regional: float = 1.0) -> ShotGrade:
+def preset_grade(preset: Preset, strength: float, stabilise: bool = True, regional: float = 1.0) -> ShotGrade:
     if preset.learned is not None:
         learned = LearnedLook(preset.learned.lut, preset.learned.net, preset.learned.settings, strength, regional)
         return ShotGrade(preset.lut, strength, learned, stabilise)

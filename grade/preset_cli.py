@@ -14,7 +14,7 @@ from grade.io.atomic import atomic_output, check_output_path
 from grade.presets import Library, Preset, fit_look_lut, read_preset
 
 
-def _stdout_console():
+def data_console():
     """Where data goes: stdout (messages and progress go to stderr)."""
     from rich.console import Console
 
@@ -76,7 +76,7 @@ def _list(args, library: Library, console) -> int:
         parts = (r.get("notes"), "shipped, read-only" if r["shipped"] else "")
         note = r.get("error") or "; ".join(x for x in parts if x)
         table.add_row(r["name"], r.get("mode", "?"), r.get("scene") or "", r.get("created", "")[:19], note)
-    _stdout_console().print(table)
+    data_console().print(table)
     return 0
 
 
@@ -101,16 +101,16 @@ def _show(args, library: Library, console) -> int:
             if isinstance(value, dict | list):
                 value = json.dumps(value) if value else ""
             table.add_row(key, "" if value is None else str(value))
-        _stdout_console().print(table)
+        data_console().print(table)
     return 0
 
 
 def _write_sheet(preset: Preset, out: Path, force: bool) -> None:
     from grade.io import image as image_io
-    from grade.pipeline import _preset_grade
+    from grade.pipeline import preset_grade
     from grade.preview import colour_ramp, contact_sheet
 
-    grade = _preset_grade(preset, 1.0)
+    grade = preset_grade(preset, 1.0)
     rows = [(f"key {i + 1}", k, grade.thumb(k)) for i, k in enumerate(preset.keys)]
     if not rows:  # a LUT preset: show a ramp through it
         ramp = colour_ramp()

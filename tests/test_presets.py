@@ -20,7 +20,7 @@ from grade.errors import InputError, OutputError
 from grade.io.image import to_tensor
 from grade.lut import apply_lut, identity_lut
 from grade.model.look import LookSettings
-from grade.pipeline import _preset_grade
+from grade.pipeline import preset_grade
 from grade.presets import (
     SUFFIX,
     Library,
@@ -61,8 +61,8 @@ def test_learned_preset_round_trip_gives_identical_frames(tmp_path: Path, learne
     again = read_preset(path)
     assert again.manifest.model_dump(mode="json") == learned_preset.manifest.model_dump(mode="json")
     frame = scene_frame(120, 80, 4, 0)
-    a = _preset_grade(learned_preset, 1.0).grade_still(frame)
-    b = _preset_grade(again, 1.0).grade_still(frame)
+    a = preset_grade(learned_preset, 1.0).grade_still(frame)
+    b = preset_grade(again, 1.0).grade_still(frame)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, frame)  # it does grade
     assert again.manifest.lut_error is not None and again.manifest.lut_error.mean_de2000 < 10

@@ -184,12 +184,23 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x[..., :3])).permute(2, 0, 1).contiguous()
 
 
-def load_reference(path: str | Path, side: int = 512) -> tuple[torch.Tensor, np.ndarray]:
+def load_reference(path: str | Path | np.ndarray, side: int = 512) -> tuple[torch.Tensor, np.ndarray]:
     """The reference still at working resolution: ``(3, h, w)`` tensor and an RGB uint8 thumbnail.
+    ``path`` may also be the still itself, an RGB array (uint8, uint16, or float32 in [0, 1]).
 
     Raises:
         InputError: the reference is missing, a video, or not an image.
     """
+    if isinstance(path, np.ndarray):
+        rgb = path
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
+            raise InputError(f"reference: expected an RGB array of shape (H, W, 3), got {rgb.shape}")
+        if rgb.dtype not in (np.uint8, np.uint16, np.float32):
+            raise InputError(f"reference: expected uint8, uint16 or float32 in [0, 1], got {rgb.dtype}")
+        if rgb.dtype == np.float32:
+            rgb = (np.clip(np.nan_to_num(rgb), 0, 1) * 255 + 0.5).astype(np.uint8)
+        small = fit_side(rgb, side)
+        return to_tensor(small), thumbnail(small, side)
     path = Path(path)
     if path.exists() and not is_image_path(path) and path.suffix.lower() in VIDEO_HINTS:
         raise InputError(f"reference is a video, not a still image: {path} (export a frame as PNG/JPEG)")
