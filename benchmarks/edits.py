@@ -53,14 +53,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
 import cv2
 import numpy as np
-from common import fmt, make_parser, print_system, save_json, shared_dir, system_info, table
+from common import ffv1_copy, fmt, make_parser, print_system, save_json, shared_dir, system_info, table
 from shots import match_cuts
 
 VIDEO = Path("samples/video/01_psd_testvideo.mp4")
@@ -92,25 +91,7 @@ def log(msg: str) -> None:
 
 def transcode(source: Path, target: Path, width: int) -> dict[str, Any]:
     """All frames of ``source`` at ``width`` (if smaller; aspect kept, even height) as lossless FFV1 .mkv."""
-    written = 0
-    with av.open(str(source)) as box, av.open(str(target), "w") as out:
-        vin = box.streams.video[0]
-        vin.thread_type = "AUTO"
-        rate = vin.average_rate or Fraction(30)
-        w, h = vin.width, vin.height
-        if width and width < w:
-            w, h = width - width % 2, max(2, round(h * width / w / 2) * 2)
-        vout = out.add_stream("ffv1", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
-        vout.time_base = 1 / rate
-        for frame in box.decode(vin):
-            small = frame.reformat(width=w, height=h, format="yuv420p")
-            small.pts, small.time_base = written, 1 / rate
-            out.mux(vout.encode(small))
-            written += 1
-        out.mux(vout.encode(None))
-        native = (vin.width, vin.height)
-    return {"frames": written, "width": w, "height": h, "fps": float(rate), "native": native}
+    return ffv1_copy(source, target, width)
 
 
 def reference_black(path: Path) -> dict[str, float]:

@@ -60,7 +60,7 @@ from types import ModuleType
 from typing import Any
 
 import av
-from common import fmt, make_parser, save_json, shared_dir, system_info, timed
+from common import ffv1_copy, fmt, make_parser, save_json, shared_dir, system_info, timed
 from speed import X264_OPTIONS, build_clip, count_frames, transcode
 
 from grade.cube import write_cube
@@ -134,27 +134,7 @@ def structure_per_frame(ge: ModuleType, graded: Path, original: Path, frames: in
 
 def cut_clip(source: Path, target: Path, frames: int, width: int | None) -> dict[str, Any]:
     """The first ``frames`` frames of ``source`` (downscaled to ``width`` if smaller) as lossless FFV1 .mkv."""
-    written = 0
-    with av.open(str(source)) as box, av.open(str(target), "w") as out:
-        vin = box.streams.video[0]
-        vin.thread_type = "AUTO"
-        rate = vin.average_rate or Fraction(30)
-        w, h = vin.width, vin.height
-        if width and width < w:
-            w, h = width - width % 2, max(2, round(h * width / w / 2) * 2)
-        vout = out.add_stream("ffv1", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
-        vout.time_base = 1 / rate
-        for frame in box.decode(vin):
-            small = frame.reformat(width=w, height=h, format="yuv420p")
-            small.pts, small.time_base = written, 1 / rate
-            out.mux(vout.encode(small))
-            written += 1
-            if written >= frames:
-                break
-        out.mux(vout.encode(None))
-        native = (vin.width, vin.height)
-    return {"frames": written, "width": w, "height": h, "fps": float(rate), "native": native}
+    return ffv1_copy(source, target, width, frames)
 
 
 def build_uhd(source: Path, target: Path, seconds: float, rate: Fraction) -> int:
