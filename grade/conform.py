@@ -629,8 +629,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
 
     # the look of each scene: the key frames of its events, trained/fitted once (kept as a preset)
     sources = _scene_sources(looks, settings, options)
-    ignored = ("force", "preview", "force_preset", "jobs", "library", "notes")  # do not change a clip's pixels
-    grading = {k: v for k, v in options.model_dump().items() if k not in ignored}
+    grading = options.settings_of("training", "look", "picture", "encode")  # what changes a clip, not run policy
     for p in todo:
         src_fp = sources[p.scene][1] if p.scene in sources else None
         if src_fp is None:
@@ -791,8 +790,7 @@ def _scene_grade(
         preset = read_preset(desc["preset"])
         grade = preset_grade(preset, options.strength, options.stabilise, options.regional)
         return grade, ("preset", desc["preset"]), False
-    trained = ("mode", "seed", "steps", "working_side", "look_side")
-    grading = {k: v for k, v in options.model_dump().items() if k in trained}
+    grading = options.settings_of("training")
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
     key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"

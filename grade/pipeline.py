@@ -38,37 +38,69 @@ from grade.transfer import TransferSettings, fast_lut, tone_lut
 Mode = Literal["fast", "learned"]
 
 
+Role = Literal["training", "look", "picture", "encode", "run"]
+
+
+def _role(role: Role, default=None, **kw):
+    """A field with its role: what it changes (see :meth:`GradeOptions.settings_of`)."""
+    return Field(default, json_schema_extra={"role": role}, **kw)
+
+
 class GradeOptions(BaseModel):
-    """Everything a user can set for one grade (validated: these come from the command line)."""
+    """Everything a user can set for one grade (validated: these come from the command line or a caller).
+
+    Each field says what it is (:meth:`settings_of`): ``training`` shapes a fitted or trained look,
+    ``look`` picks the look, ``picture`` changes pixels given the look, ``encode`` the output's
+    encoding, ``run`` only how the run goes (overwriting, previews, where presets live). A conform's
+    fingerprints hash the roles that change a clip, not the run policy.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Mode = "learned"
-    strength: float = Field(1.0, ge=0.0, le=1.0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    codec: str | None = None
-    crf: int | None = Field(None, ge=0, le=63)
-    force: bool = False
-    preview: Path | None = None
-    working_side: int = Field(512, ge=64, le=4096)
-    seed: int = 0
-    steps: int | None = Field(None, ge=1, le=100_000)  # learned mode: training steps per shot (default: trainer's)
-    look_side: int = Field(LookSettings().working_side, ge=32, le=1024)  # learned mode: the network's long side
-    output_dir: Path | None = None  # default outputs go here instead of beside each input
-    preset: str | None = None  # grade with a saved preset (library name or file path) instead of a reference
-    refine: bool = False  # fine-tune the preset on this input's key frames
-    save_preset: str | None = None  # save the look as a preset of this name (implies joint)
-    force_preset: bool = False  # replace an existing preset of that name
-    joint: bool = False  # one look for all shots of all inputs (a scene)
-    scene: str | None = None  # scene name stored in a saved preset
-    notes: str = ""
-    library: Path | None = None  # presets directory (default: $GRADE_PRESETS or the platform's data dir)
-    jobs: int = Field(1, ge=1, le=64)  # conform: events rendered in parallel processes
-    stabilise: bool = True  # learned looks: motion-compensated temporal stabilisation of the field
+    mode: Mode = _role("training", "learned")
+    seed: int = _role("training", 0)
+    steps: int | None = _role("training", None, ge=1, le=100_000)  # learned: training steps per shot
+    working_side: int = _role("training", 512, ge=64, le=4096)  # key frames and reference are fitted this size
+    look_side: int = _role("training", LookSettings().working_side, ge=32, le=1024)  # learned: the look's long side
+    preset: str | None = _role("look")  # grade with a saved preset (library name or file path)
+    refine: bool = _role("look", False)  # fine-tune the preset on this input's key frames
+    joint: bool = _role("look", False)  # one look for all shots of all inputs (a scene)
+    strength: float = _role("picture", 1.0, ge=0.0, le=1.0)
     # learned looks: how much of the regional (per-material) grade goes on top of the global one
     # (0: the global look of fast mode, 1: the full regional look)
-    regional: float = Field(1.0, ge=0.0, le=1.0)
-    strict: bool = False  # a damaged input (decoding ends early) is an error instead of a warning
+    regional: float = _role("picture", 1.0, ge=0.0, le=1.0)
+    stabilise: bool = _role("picture", True)  # learned looks: motion-compensated temporal stabilisation
+    device: Literal["auto", "cpu", "cuda"] = _role("picture", "auto")
+    codec: str | None = _role("encode")
+    crf: int | None = _role("encode", None, ge=0, le=63)
+    force: bool = _role("run", False)
+    preview: Path | None = _role("run")
+    output_dir: Path | None = _role("run")  # default outputs go here instead of beside each input
+    save_preset: str | None = _role("run")  # save the look as a preset of this name (implies joint)
+    force_preset: bool = _role("run", False)  # replace an existing preset of that name
+    scene: str | None = _role("run")  # scene name stored in a saved preset
+    notes: str = _role("run", "")
+    library: Path | None = _role("run")  # presets directory (default: $GRADE_PRESETS or the platform's)
+    jobs: int = _role("run", 1, ge=1, le=64)  # conform: events rendered in parallel processes
+    strict: bool = _role("run", False)  # a damaged input (decoding ends early) is an error, not a warning
+
+    @classmethod
+    def fields_of(cls, *roles: Role) -> list[str]:
+        """The names of the fields of these roles.
+
+        >>> GradeOptions.fields_of("encode")
+        ['codec', 'crf']
+        """
+        return [n for n, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("role") in roles]
+
+    def settings_of(self, *roles: Role) -> dict:
+        """These roles' settings, as a JSON-ready dict (what a fingerprint hashes).
+
+        >>> GradeOptions(strength=0.5, force=True).settings_of("picture")["strength"]
+        0.5
+        """
+        data = self.model_dump(mode="json")
+        return {n: data[n] for n in self.fields_of(*roles)}
 
 
 class Damage(BaseModel):

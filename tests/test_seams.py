@@ -111,3 +111,16 @@ def test_contact_sheet_lays_out_reference_and_rows() -> None:
     assert sheet.dtype == np.uint8 and sheet.ndim == 3 and sheet.shape[1] > 2 * ramp.shape[1] // 2
     many = contact_sheet(ref, [("s", ramp, ramp)] * 30, max_rows=4)
     assert many.shape[0] < sheet.shape[0] * 3  # capped at 4 rows and a note
+
+
+def test_every_grade_option_says_what_it_is() -> None:
+    """A new option must declare its role, or conform's fingerprints would not know whether it changes
+    a clip."""
+    from grade.pipeline import GradeOptions
+
+    roles = ("training", "look", "picture", "encode", "run")
+    assert sorted(GradeOptions.fields_of(*roles)) == sorted(GradeOptions.model_fields)
+    changed = GradeOptions(strength=0.5).settings_of("picture")
+    policy = GradeOptions(force=True, jobs=4, notes="x").settings_of("training", "look", "picture", "encode")
+    assert changed != GradeOptions().settings_of("picture")
+    assert policy == GradeOptions().settings_of("training", "look", "picture", "encode")
