@@ -1,0 +1,191 @@
+"""The command line's parsers: the single-shot command and its subcommands (arguments only)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from grade import __version__
+
+ENV_LIBRARY = "GRADE_PRESETS"
+
+SUBCOMMANDS = ("shots", "scene", "presets", "conform")
+
+
+def _positive_float01(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return v
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
+        self.exit(2, f"grade: error: {message}\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or summary")
+    p.add_argument("--json", action="store_true", help="print a machine-readable report on stdout")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+
+def _grading_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``grade`` and ``grade scene``."""
+    p.add_argument(
+        "--look", type=Path, metavar="REF", help="reference still whose look to take, or a .cube 3D LUT to apply"
+    )
+    p.add_argument("--preset", metavar="NAME", help="grade with a saved preset (library name or .gpreset path)")
+    p.add_argument(
+        "--refine", action="store_true", help="with --preset: fine-tune it on this footage's key frames (fast)"
+    )
+    p.add_argument("--save-preset", metavar="NAME", help="save the look as a preset (one look for all shots)")
+    p.add_argument("--scene", help="scene name stored in the saved preset")
+    p.add_argument("--notes", default="", help="notes stored in the saved preset")
+    p.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help=f"presets directory (default: ${ENV_LIBRARY} or the platform's data directory)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["fast", "learned"],
+        default="learned",
+        help="learned (default): per shot, one colour map per material of the key frame, trained (~6 s on 2 CPU "
+        "cores) on top of the global transfer so that each material takes the colours of the reference's "
+        "matching content; fast: the global colour transfer alone (instant previews)",
+    )
+    p.add_argument("--steps", type=int, help="learned mode: training steps per shot (default 120; 40 with --refine)")
+    p.add_argument(
+        "--look-side",
+        type=int,
+        metavar="PX",
+        help="learned mode: long side the look is fitted and evaluated at (default 192)",
+    )
+    p.add_argument("--strength", type=_positive_float01, default=1.0, help="blend of the grade, 0..1 (default 1)")
+    p.add_argument(
+        "--regional",
+        type=_positive_float01,
+        default=1.0,
+        help="learned looks: 0 is the global look of fast mode, 1 the full per-material look (default 1)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a damaged input (a truncated or cut file: decoding ends early) is an error, and nothing is written",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
+    p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")
+    p.add_argument(
+        "--preview", type=Path, metavar="PNG", help="write a contact sheet: reference, key frames before/after"
+    )
+    p.add_argument(
+        "--no-stabilise",
+        dest="stabilise",
+        action="store_false",
+        help="learned looks: no temporal stabilisation (for comparison; may flicker)",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing output or preset")
+    p.add_argument("--seed", type=int, default=0, help="random seed (results are deterministic for a seed)")
+
+
+def grade_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade",
+        usage="grade INPUT --look REF|--preset NAME [options]\n       grade {shots,scene,presets,conform,help} ...",
+        description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
+        epilog="commands:\n  shots CLIP      list shots, key frames and transitions\n"
+        "  scene SHOT...   grade several shots with one look\n  presets         manage saved looks\n"
+        "  conform EDIT    grade a whole edit (EDL, FCP XML, OTIO)\n  help [COMMAND]  this help, or a command's",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, help="video or still to grade (never modified)")
+    p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
+    _grading_options(p)
+    p.add_argument("--version", action="version", version=f"grade {__version__}")
+    _common(p)
+    return p
+
+
+def scene_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade scene",
+        description="Grade the shots of one scene with one look trained on all their key frames together.",
+    )
+    p.add_argument("inputs", type=Path, nargs="+", help="videos or stills of the scene (never modified)")
+    p.add_argument("--output-dir", type=Path, help="folder for the graded files (default: beside each input)")
+    _grading_options(p)
+    _common(p)
+    return p
+
+
+def conform_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="grade conform",
+        description="Grade every event of an edit (EDL, FCP 7 XML, .otio) into graded clips and a relinkable edit.",
+    )
+    p.add_argument("edit", type=Path, help="the edit: .edl, .xml, .fcpxml or .otio")
+    p.add_argument(
+        "--media", type=Path, action="append", required=True, metavar="DIR", help="media folder (repeatable)"
+    )
+    p.add_argument("--looks", type=Path, metavar="TOML", help="scenes and the rules that map events to them")
+    p.add_argument("-o", "--output-dir", type=Path, required=True, help="folder for graded clips, job file and edits")
+    p.add_argument("--handles", type=int, default=12, help="extra frames each side of an event (default 12)")
+    p.add_argument("--match", default="file,clip,reel", help="relink order: file, clip, reel (default file,clip,reel)")
+    p.add_argument("--skip-missing", action="store_true", help="skip events without media instead of stopping")
+    p.add_argument("--apply-cdl", action="store_true", help="apply each event's ASC CDL from the edit before the look")
+    p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
+    p.add_argument("--jobs", type=int, default=1, help="render events in N parallel processes (default 1)")
+    p.add_argument("--assemble", type=Path, metavar="FILE", help="also render the whole timeline (cuts, dissolves)")
+    _grading_options(p)
+    _common(p)
+    return p
+
+
+def presets_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="grade presets", description="List, inspect, rename, delete, export and import presets.")
+    p.add_argument(
+        "--library",
+        type=Path,
+        metavar="DIR",
+        help=f"presets directory (default: ${ENV_LIBRARY} or the platform's data directory)",
+    )
+    _common(p)
+    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list the presets")
+    show = sub.add_parser("show", help="print a preset's manifest")
+    show.add_argument("name", help="preset name (or a .gpreset file)")
+    show.add_argument("--preview", type=Path, metavar="PNG", help="write the reference and key frames before/after")
+    show.add_argument("--force", action="store_true")
+    ren = sub.add_parser("rename", help="rename a preset")
+    ren.add_argument("name", help="the preset's current name")
+    ren.add_argument("new_name", help="its new name (letters, digits, _ . + -)")
+    ren.add_argument("--force", action="store_true")
+    dele = sub.add_parser("delete", help="delete a preset")
+    dele.add_argument("name", help="preset to delete")
+    exp = sub.add_parser("export", help="export a preset as a .cube 3D LUT (and/or an ASC CDL)")
+    exp.add_argument("name", help="preset to export (name or .gpreset file)")
+    exp.add_argument("--cube", type=Path, metavar="FILE", help="the .cube file to write")
+    exp.add_argument("--size", type=int, choices=[17, 33, 65], default=33, help="points per axis (default 33)")
+    exp.add_argument("--cdl", type=Path, metavar="FILE", help="also write the best-fitting ASC CDL (.cc)")
+    exp.add_argument("--force", action="store_true")
+    imp = sub.add_parser("import", help="add a .gpreset file or a .cube LUT to the library")
+    imp.add_argument("file", type=Path, help="a .gpreset or .cube file to add to the library")
+    imp.add_argument("--name", help="name in the library (default: the file's)")
+    imp.add_argument("--force", action="store_true")
+    for sp in sub.choices.values():
+        _common(sp)
+        sp.add_argument("--library", type=Path, metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return p
+
+
+def shots_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
+    p.add_argument("input", type=Path, help="video to analyse")
+    _common(p)
+    return p
