@@ -383,7 +383,7 @@ def train_material_look(
     def step_loss() -> torch.Tensor:
         total = torch.zeros((), device=device)
         for fr in frames:
-            out = fr["base"] + fr["gate"] * model.correction(fr["base"], fr["w"])
+            out = fr["base"] + model.correction(fr["base"], fr["w"], gate=fr["gate"])
             out_lab = to_lab(out.clamp(0, 1))
             n = out.shape[-2] * out.shape[-1]
             idx = torch.randint(0, n, (settings.samples,), generator=gen).to(device)

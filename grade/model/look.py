@@ -235,12 +235,12 @@ class LearnedLook:
         """:meth:`field` for a frame already at working resolution ``(1, 3, h, w)``."""
         base = apply_lut(self.lut, small)
         with torch.inference_mode():
+            gate = level_gate(base, self.levels)
             if isinstance(self.net, MaterialMaps):
-                out = self.net(base, self.regional)
+                out = self.net(base, self.regional, gate)
             else:
                 coef = self.net(network_input(small, base))
-                out = apply_coefficients(coef * self.regional, base)
-            out = base + level_gate(base, self.levels) * (out - base)
+                out = base + gate * (apply_coefficients(coef * self.regional, base) - base)
             # fit the *correction*: the ridge then pulls flat windows toward the identity (texture kept),
             # not toward a constant colour
             guide = small if self.settings.guide == "source" else base

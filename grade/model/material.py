@@ -178,13 +178,17 @@ class MaterialMaps(nn.Module):
         """``(1, K, h, w)`` memberships of a globally graded frame ``base`` ``(1, 3, h, w)``."""
         return soft_memberships(material_features(base, self.settings), base, self.centres, self.settings)
 
-    def correction(self, base: torch.Tensor, weights: torch.Tensor, regional: float = 1.0) -> torch.Tensor:
-        """``Σ_k w_k (ΔA_k · base + b_k)`` ``(1, 3, h, w)`` for memberships ``weights`` ``(1, K, h, w)``."""
+    def correction(
+        self, base: torch.Tensor, weights: torch.Tensor, regional: float = 1.0, gate: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``Σ_k w_k (ΔA_k · base + g · b_k)`` ``(1, 3, h, w)`` for memberships ``weights`` ``(1, K, h, w)``;
+        ``gate`` ``g`` ``(1, 1, h, w)`` scales the offsets only (they are what would lift black: the linear
+        part vanishes there by itself)."""
         maps = self.maps * self.confidence[:, None] * regional
         a = torch.einsum("kij,bkhw->bijhw", maps[:, :9].reshape(-1, 3, 3), weights)  # (1, 3, 3, h, w)
         t = torch.einsum("kc,bkhw->bchw", maps[:, 9:], weights)
-        return (a * base[:, None]).sum(2) + t
+        return (a * base[:, None]).sum(2) + (t if gate is None else t * gate)
 
-    def forward(self, base: torch.Tensor, regional: float = 1.0) -> torch.Tensor:
+    def forward(self, base: torch.Tensor, regional: float = 1.0, gate: torch.Tensor | None = None) -> torch.Tensor:
         """The graded frame ``(1, 3, h, w)`` for a globally graded one."""
-        return base + self.correction(base, self.memberships(base), regional)
+        return base + self.correction(base, self.memberships(base), regional, gate)
