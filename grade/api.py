@@ -213,7 +213,7 @@ def fit_look(
     Args:
         frames: one or more key frames, ``(H, W, 3)`` RGB uint8 / uint16 / float32 in [0, 1].
         reference: the reference still: a path or an RGB array.
-        mode: ``learned`` (regional by material; ~7 s on two CPU cores) or ``fast`` (global, instant).
+        mode: ``learned`` (regional by material; ~10 s on two CPU cores) or ``fast`` (global, instant).
         settings: :class:`grade.pipeline.GradeOptions` fields that shape the look: ``strength``,
             ``regional``, ``steps``, ``seed``, ``look_side``, ``device``.
 

@@ -55,7 +55,7 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=["fast", "learned"],
         default="learned",
-        help="learned (default): per shot, one colour map per material of the key frame, trained (~6 s on 2 CPU "
+        help="learned (default): per shot, one colour map per material of the key frame, trained (~10 s on 2 CPU "
         "cores) on top of the global transfer so that each material takes the colours of the reference's "
         "matching content; fast: the global colour transfer alone (instant previews)",
     )
