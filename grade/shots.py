@@ -96,17 +96,6 @@ class ShotList:
     # way to black); a fade is graded as the shot's look of the undarkened frame, darkened
     gains: np.ndarray = field(default_factory=lambda: np.ones(0, np.float32), repr=False)
 
-    def gain(self, frame: int) -> float:
-        return float(self.gains[frame]) if 0 <= frame < len(self.gains) else 1.0
-
-    def dissolve_at(self, frame: int) -> tuple[Transition, float] | None:
-        """The dissolve frame ``frame`` lies in and how far through it (0..1), or None."""
-        for t in self.transitions:
-            if t.kind == "dissolve" and t.start <= frame < t.end:
-                w = t.weights[frame - t.start] if len(t.weights) == t.end - t.start else None
-                return t, (frame - t.start + 0.5) / (t.end - t.start) if w is None else w
-        return None
-
     def shot_of(self, frame: int) -> int:
         for s in self.shots:
             if s.start <= frame < s.end:
