@@ -671,6 +671,9 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
 
     def finish(p: _Planned, rep: EventReport, frames: int, seconds: float) -> None:
         rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
+        if frames < p.end - p.first:  # the media broke off inside the event's range
+            rep.message = f"{p.media.path} is damaged: graded {frames} of {p.end - p.first} frames"
+            warnings.append(f"event {p.event.number} {p.event.name}: {rep.message}")
         job.events[str(p.event.number)] = EventStatus(
             number=p.event.number,
             status="done",

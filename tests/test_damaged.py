@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from clips import make_clip, read_all
 from conftest import no_temp_files
@@ -78,3 +79,35 @@ def test_a_whole_file_has_no_warning(capsys, tmp_path: Path, reference: Path) ->
     captured = capsys.readouterr()
     assert code == 0 and "warning" not in captured.err
     assert json.loads(captured.out)["damaged"] is None
+
+
+def test_conform_reports_an_event_whose_media_breaks_off(capsys, tmp_path: Path) -> None:
+    import opentimelineio as otio
+    from clips import cli_args
+    from test_conform import HOUR, clip, indexed_clip, tc
+
+    media = tmp_path / "media"
+    media.mkdir()
+    cut = _cut(indexed_clip(media / "A001.mkv", 60, "01:00:00:00"), 0.6)
+    decodable = len(read_all(cut)[0])
+    assert 15 < decodable < 55
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.append(clip("early", "A001", HOUR + 2, 10))
+    track.append(clip("late", "A001", HOUR + decodable - 4, 10))  # across where the file breaks
+    timeline = otio.schema.Timeline(name="cut", global_start_time=tc(10 * HOUR))
+    timeline.tracks.append(track)
+    edl = tmp_path / "cut.edl"
+    otio.adapters.write_to_file(timeline, str(edl), adapter_name="cmx_3600")
+    ref = tmp_path / "ref.png"
+    import cv2
+
+    cv2.imwrite(str(ref), np.full((30, 40, 3), (40, 120, 200), np.uint8))
+    args = ["conform", edl, "--media", media, "--look", ref, "--mode", "fast", "--handles", "0", "-o", tmp_path / "out"]
+    code = main(cli_args([*args, "--json"]))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = json.loads(captured.out)
+    early, late = out["events"]
+    assert early["status"] == "done" and early["frames"] == 10 and not early.get("message")
+    assert late["frames"] < 10 and "is damaged: graded" in late["message"]
+    assert any("event 2 late" in w and "damaged" in w for w in out["warnings"])
