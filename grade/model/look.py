@@ -122,9 +122,10 @@ def lut_levels(lut: torch.Tensor) -> tuple[float, float]:
 
 def level_gate(base: torch.Tensor, levels: tuple[float, float]) -> torch.Tensor:
     """``(1, 1, h, w)`` in [0, 1]: 0 where the globally graded frame ``base`` ``(1, 3, h, w)`` is at the
-    look's black or white level, 1 from :data:`LEVEL_BAND` L* inside them. The regional part of a look
-    is scaled by it, so that black stays the reference's black and white its white (no fog on a fade,
-    no tint on a clipped sky) whatever the regional maps learned for the colours they saw."""
+    look's black or white level, 1 from :data:`LEVEL_BAND` L* inside them. A material look's offsets (a
+    network look's whole correction) are scaled by it, so that black stays the reference's black and
+    white its white (no fog on a fade, no tint on a clipped sky) whatever the regional maps learned for
+    the colours they saw."""
     lum = KC.rgb_to_lab(base.clamp(1e-6, 1))[:, :1]
     lo, hi = levels
     return ((lum - lo) / LEVEL_BAND).clamp(0, 1) * ((hi - lum) / LEVEL_BAND).clamp(0, 1)
