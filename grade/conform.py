@@ -801,13 +801,17 @@ def _scene_grade(
         with contextlib.suppress(InputError):  # a damaged cache is trained again
             grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
             return grade, ("preset", str(cache)), False
-    keys = []
+    keys, blank = [], []
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
-        for k in shots.keys:
+        for shot, k in zip(shots.shots, shots.keys):
+            if shot.flat:  # black, flat, a title card: never part of the scene's look
+                blank.append(k)
+                continue
             if settings.apply_cdl and p.event.cdl and not p.event.cdl.is_identity:
                 k = (apply_cdl(p.event.cdl, torch.from_numpy(k).float() / 255).numpy() * 255 + 0.5).astype(np.uint8)
             keys.append(np.ascontiguousarray(k))
+    keys = keys or blank  # a scene of black and titles only: fitted on them (the tone mapping is all there is)
     ref, thumb = image_io.load_reference(desc["reference"], options.working_side)
     grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
     learned = grade.learned
