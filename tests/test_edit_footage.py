@@ -179,3 +179,30 @@ def test_every_look_is_monotone_in_luminance(mode: str, tmp_path: Path) -> None:
     out = apply_lut(lut, img) if mode == "fast" else look.apply(img)
     lum = rgb_to_lab_points(out[0].reshape(3, -1).T).reshape(5, 8, 48, 3)[:, 4, :, 0]
     assert bool((lum.diff(dim=1) > -0.5).all()), lum.diff(dim=1).min()
+
+
+def test_conform_keeps_titles_out_of_the_scene_look(capsys, tmp_path: Path) -> None:
+    import opentimelineio as otio
+    from clips import cli_args
+    from test_conform import HOUR, clip, tc
+
+    from grade.presets import read_preset
+
+    frames, parts = edit_frames()
+    media = tmp_path / "media"
+    media.mkdir()
+    reel = frames[parts["c"].start : parts["c"].stop] + frames[parts["title"].start : parts["title"].stop]
+    write_frames(media / "A001.mp4", reel, options=X264, timecode="01:00:00:00")
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.append(clip("shot-and-title", "A001", HOUR, len(reel)))
+    timeline = otio.schema.Timeline(name="cut", global_start_time=tc(10 * HOUR))
+    timeline.tracks.append(track)
+    edl = tmp_path / "cut.edl"
+    otio.adapters.write_to_file(timeline, str(edl), adapter_name="cmx_3600")
+    ref = _reference(tmp_path / "warm.png", True)
+    args = ["conform", edl, "--media", media, "--look", ref, "--mode", "fast", "--handles", "0", "-o", tmp_path / "out"]
+    assert main(cli_args(args + ["-q"])) == 0, capsys.readouterr().err
+    cached = list((tmp_path / "out" / ".looks").glob("*.gpreset"))
+    assert len(cached) == 1
+    keys = read_preset(cached[0]).keys
+    assert keys and all(float(k.mean()) > 40 for k in keys)  # the shot's key frame, not the title card
