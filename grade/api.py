@@ -53,23 +53,6 @@ def _options(**settings: Any):
         raise InputError(f"{field}: {why}{shown}") from None
 
 
-def _check_frame(frame: np.ndarray, what: str = "frame") -> np.ndarray:
-    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
-        shape = getattr(frame, "shape", None)
-        raise InputError(f"{what}: expected an RGB array of shape (H, W, 3), got {shape or type(frame).__name__}")
-    if frame.dtype not in (np.uint8, np.uint16, np.float32):
-        raise InputError(f"{what}: expected uint8, uint16 or float32 in [0, 1], got {frame.dtype}")
-    return frame
-
-
-def _as_uint8(frame: np.ndarray) -> np.ndarray:
-    if frame.dtype == np.uint8:
-        return frame
-    if frame.dtype == np.uint16:
-        return (frame >> 8).astype(np.uint8)
-    return (np.clip(np.nan_to_num(frame), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 class Look:
     """A look that grades frames: fitted to a reference (:func:`fit_look`) or loaded from a ``.cube``,
     a ``.gpreset`` file or a library preset (:func:`load_look`).
@@ -103,9 +86,13 @@ class Look:
         return f"Look({self.name!r}, mode={self.mode!r}, strength={self.strength}, regional={self.regional})"
 
     def _grade(self):
+        """The grade at this strength and regional balance, built once per setting (not per frame)."""
         from grade.pipeline import preset_grade
 
-        return preset_grade(self.preset, self.strength, stabilise=False, regional=self.regional)
+        key = (self.strength, self.regional)
+        if getattr(self, "_cached", (None, None))[0] != key:
+            self._cached = (key, preset_grade(self.preset, self.strength, stabilise=False, regional=self.regional))
+        return self._cached[1]
 
     def apply(self, frame: Frame) -> Frame:
         """Grade one frame: ``(H, W, 3)`` RGB uint8, uint16, or float32 in [0, 1] (values outside are
@@ -118,7 +105,7 @@ class Look:
         >>> out.dtype, bool(np.abs(out - f).max() < 1e-3)
         (dtype('float32'), True)
         """
-        frame = _check_frame(frame)
+        frame = image_io.check_rgb(frame)
         grade = self._grade()
         if frame.dtype == np.float32:
             deep = (np.clip(np.nan_to_num(frame), 0, 1) * 65535 + 0.5).astype(np.uint16)
@@ -234,7 +221,7 @@ def fit_look(
     items = [frames] if isinstance(frames, np.ndarray) else list(frames)
     if not items:
         raise InputError("frames: give at least one key frame")
-    keys = [image_io.thumbnail(_as_uint8(_check_frame(f)), ShotSettings().key_side) for f in items]
+    keys = [image_io.thumbnail(image_io.as_uint8(image_io.check_rgb(f)), ShotSettings().key_side) for f in items]
     ref, thumb = image_io.load_reference(reference, options.working_side)
     device = resolve_device(options.device)
     grade = fit_shots(keys, ref, options, device, progress or NullProgress(), joint=True)[0]

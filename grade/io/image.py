@@ -184,6 +184,26 @@ def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x[..., :3])).permute(2, 0, 1).contiguous()
 
 
+def check_rgb(frame: object, what: str = "frame") -> np.ndarray:
+    """``frame`` if it is an RGB array ``(H, W, 3)`` of uint8, uint16 or float32 (in [0, 1]); else an
+    InputError naming ``what``."""
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3 or min(frame.shape[:2]) < 1:
+        shape = getattr(frame, "shape", None)
+        raise InputError(f"{what}: expected an RGB array of shape (H, W, 3), got {shape or type(frame).__name__}")
+    if frame.dtype not in (np.uint8, np.uint16, np.float32):
+        raise InputError(f"{what}: expected uint8, uint16 or float32 in [0, 1], got {frame.dtype}")
+    return frame
+
+
+def as_uint8(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 from uint8, uint16 (top 8 bits) or float in [0, 1] (clipped, NaN as 0)."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype == np.uint16:
+        return (rgb >> 8).astype(np.uint8)
+    return (np.clip(np.nan_to_num(rgb), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
 def load_reference(path: str | Path | np.ndarray, side: int = 512) -> tuple[torch.Tensor, np.ndarray]:
     """The reference still at working resolution: ``(3, h, w)`` tensor and an RGB uint8 thumbnail.
     ``path`` may also be the still itself, an RGB array (uint8, uint16, or float32 in [0, 1]).
@@ -192,14 +212,8 @@ def load_reference(path: str | Path | np.ndarray, side: int = 512) -> tuple[torc
         InputError: the reference is missing, a video, or not an image.
     """
     if isinstance(path, np.ndarray):
-        rgb = path
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or min(rgb.shape[:2]) < 1:
-            raise InputError(f"reference: expected an RGB array of shape (H, W, 3), got {rgb.shape}")
-        if rgb.dtype not in (np.uint8, np.uint16, np.float32):
-            raise InputError(f"reference: expected uint8, uint16 or float32 in [0, 1], got {rgb.dtype}")
-        if rgb.dtype == np.float32:
-            rgb = (np.clip(np.nan_to_num(rgb), 0, 1) * 255 + 0.5).astype(np.uint8)
-        small = fit_side(rgb, side)
+        rgb = check_rgb(path, "reference")
+        small = fit_side(as_uint8(rgb) if rgb.dtype == np.float32 else rgb, side)
         return to_tensor(small), thumbnail(small, side)
     path = Path(path)
     if path.exists() and not is_image_path(path) and path.suffix.lower() in VIDEO_HINTS:
