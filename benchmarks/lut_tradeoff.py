@@ -27,7 +27,7 @@ from pathlib import Path
 
 from common import evaluate_pair, make_parser, print_system, save_json, shared_dir, system_info, table
 
-import grade.pipeline as pipeline
+import grade.shotgrade as shotgrade
 from grade.losses import LossWeights
 from grade.pipeline import GradeOptions, grade_file
 from grade.presets import read_preset
@@ -69,12 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     print_system(info)
     names = args.pairs or sorted(p.name.split("_")[0] for p in (shared / "samples" / "pairs").glob("*_content.*"))
     rows: list[dict] = []
-    default_settings = pipeline.TrainSettings
+    default_settings = shotgrade.TrainSettings
     try:
         with tempfile.TemporaryDirectory(prefix="grade-tradeoff-") as tmp:
             for weight in args.weights:
                 # the pipeline's trainer settings, with only the LUT term's weight changed
-                pipeline.TrainSettings = functools.partial(TrainSettings, weights=LossWeights(lut=weight))
+                shotgrade.TrainSettings = functools.partial(TrainSettings, weights=LossWeights(lut=weight))
                 out = Path(tmp) / f"w{weight}"
                 out.mkdir()
                 for n in names:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                     r = rows[-1]
                     print(f"weight {weight}: pair {n} ΔE {r['de_mean']:.2f} region {r['region']} look {r['look']:.2f}")
     finally:
-        pipeline.TrainSettings = default_settings
+        shotgrade.TrainSettings = default_settings
     print()
     print(
         table(

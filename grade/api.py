@@ -39,8 +39,8 @@ Frame = np.ndarray  # (H, W, 3) RGB: uint8, uint16, or float32 in [0, 1]
 
 
 def _options(**settings: Any):
-    """:class:`grade.pipeline.GradeOptions` from keyword settings; a bad one is an InputError naming it."""
-    from grade.pipeline import GradeOptions
+    """:class:`grade.options.GradeOptions` from keyword settings; a bad one is an InputError naming it."""
+    from grade.options import GradeOptions
 
     try:
         return GradeOptions(**settings)
@@ -87,7 +87,7 @@ class Look:
 
     def _grade(self):
         """The grade at this strength and regional balance, built once per setting (not per frame)."""
-        from grade.pipeline import preset_grade
+        from grade.shotgrade import preset_grade
 
         key = (self.strength, self.regional)
         if getattr(self, "_cached", (None, None))[0] != key:
@@ -201,7 +201,7 @@ def fit_look(
         frames: one or more key frames, ``(H, W, 3)`` RGB uint8 / uint16 / float32 in [0, 1].
         reference: the reference still: a path or an RGB array.
         mode: ``learned`` (regional by material; ~10 s on two CPU cores) or ``fast`` (global, instant).
-        settings: :class:`grade.pipeline.GradeOptions` fields that shape the look: ``strength``,
+        settings: :class:`grade.options.GradeOptions` fields that shape the look: ``strength``,
             ``regional``, ``steps``, ``seed``, ``look_side``, ``device``.
 
     >>> key = np.zeros((24, 32, 3), np.uint8); key[..., 1] = 120; key[:12, :, 2] = 200
@@ -209,7 +209,7 @@ def fit_look(
     >>> look.mode, look.apply(key).shape
     ('learned', (24, 32, 3))
     """
-    from grade.pipeline import fit_shots, resolve_device
+    from grade.shotgrade import fit_shots, resolve_device
 
     if mode not in ("learned", "fast"):
         raise InputError(f"mode: learned or fast, got {mode!r}")
@@ -240,14 +240,14 @@ def grade_file(
     **options: Any,
 ):
     """Grade a video or a still file, as the ``grade`` command does; returns its
-    :class:`grade.pipeline.GradeReport` (shots, frames, timings, streams).
+    :class:`grade.options.GradeReport` (shots, frames, timings, streams).
 
     Args:
         source: a video (anything FFmpeg reads) or a still. Never modified.
         look: a :class:`Look` (applied to every shot), a reference still (path or RGB array: a look is
             fitted per shot, as the command does), or anything :func:`load_look` takes.
         output: where to write (default ``<stem>.graded.<ext>`` beside the source). Written atomically.
-        options: :class:`grade.pipeline.GradeOptions` fields: ``mode``, ``strength``, ``regional``,
+        options: :class:`grade.options.GradeOptions` fields: ``mode``, ``strength``, ``regional``,
             ``codec``, ``crf``, ``force``, ``steps``, ``stabilise``, ``strict``, ``preview``, ...
 
     >>> import tempfile, shutil
@@ -298,7 +298,7 @@ def conform(
     conform`` does. ``look`` is the default look (a :class:`Look`, a reference still, a ``.cube`` or a
     preset); ``looks`` a looks file naming scenes and rules. ``options``: the conform settings
     (``handles``, ``match``, ``skip_missing``, ``apply_cdl``, ``rate``, ``assemble``) and
-    :class:`grade.pipeline.GradeOptions` fields. Returns the conform report."""
+    :class:`grade.options.GradeOptions` fields. Returns the conform report."""
     from grade.conform import ConformSettings, run_conform
 
     conform_fields = set(ConformSettings.model_fields) - {"media", "looks", "look"}

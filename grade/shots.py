@@ -26,8 +26,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel
 
-from grade.errors import InputError
-from grade.io.video import VideoInfo, _open_input, _to_rgb_kwargs, _why, decoder_limits, probe
+from grade.io.decode import VideoInfo, decode_video, probe, rgb_kwargs
 
 
 @dataclass(frozen=True)
@@ -310,7 +309,7 @@ def detect_shots(
     ah = max(2, int(round(aw * info.height / max(1, info.width))))
     scale = min(1.0, settings.key_side / max(info.width, info.height))
     key_size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
-    kw = _to_rgb_kwargs(info)
+    kw = rgb_kwargs(info)
     w = settings.window
     changes: list[float] = []
     times: list[float] = []
@@ -394,45 +393,29 @@ def detect_shots(
             builder = _ShotBuilder(i, settings, key_size, keep_next)
         builder.add(i, frame, hist, thumb, kw, fading(i))
 
-    with _open_input(path) as box:
-        vs = box.streams.video[0]
-        vs.thread_type = "AUTO"
-        # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
-        vs.codec_context.options = {"skip_loop_filter": "all"}
-        decoder_limits(vs)
-        first, last = frames if frames else (0, None)
-        src_index = -1
-        try:
-            for f in box.decode(vs):
-                src_index += 1
-                if src_index < first:
-                    continue
-                if last is not None and src_index >= last:
-                    break
-                small = f.to_ndarray(format="rgb24", width=aw, height=ah, interpolation="AREA", **kw)
-                hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-                changes.append(0.0 if prev_hsv is None else _hsv_change(hsv, prev_hsv))
-                prev_hsv = hsv
-                gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-                step, fade = _gain_step(gray, prev_gray, settings)
-                prev_gray = gray
-                steps.append(step)
-                fades.append(fade)
-                darks.append(_is_blank(gray, settings))
-                t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else index / info.fps
-                times.append(t)
-                thumb = cv2.resize(small, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-                pending.append((index, f, _hist(small), thumb))
-                # a frame's cut decision needs `w` later changes (and 3 for blank runs); keep only decoded
-                # frames we may sample
-                while len(pending) > max(w, 3):
-                    commit(pending.popleft())
-                index += 1
-                if on_frame:
-                    on_frame(index)
-        except av.error.FFmpegError as e:
-            if index == 0:
-                raise InputError(f"cannot decode video in {path}: {_why(e)}") from None
+    # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
+    for _, f in decode_video(path, frames=frames, options={"skip_loop_filter": "all"}):
+        small = f.to_ndarray(format="rgb24", width=aw, height=ah, interpolation="AREA", **kw)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        changes.append(0.0 if prev_hsv is None else _hsv_change(hsv, prev_hsv))
+        prev_hsv = hsv
+        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        step, fade = _gain_step(gray, prev_gray, settings)
+        prev_gray = gray
+        steps.append(step)
+        fades.append(fade)
+        darks.append(_is_blank(gray, settings))
+        t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else index / info.fps
+        times.append(t)
+        thumb = cv2.resize(small, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+        pending.append((index, f, _hist(small), thumb))
+        # a frame's cut decision needs `w` later changes (and 3 for blank runs); keep only decoded
+        # frames we may sample
+        while len(pending) > max(w, 3):
+            commit(pending.popleft())
+        index += 1
+        if on_frame:
+            on_frame(index)
     while pending:
         commit(pending.popleft())
     if builder.count:

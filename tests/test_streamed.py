@@ -15,7 +15,8 @@ import pytest
 from clips import make_clip, read_all
 
 from grade.errors import InputError
-from grade.pipeline import GradeOptions, ShotGrade, _ShotFeed, _Stopped, grade_file, grade_files
+from grade.pipeline import GradeOptions, ShotGrade, grade_file, grade_files
+from grade.render import ShotFeed, Stopped
 from grade.shots import detect_shots
 
 
@@ -44,7 +45,7 @@ def test_streamed_render_equals_analyse_then_render(tmp_path: Path, reference: P
 
 
 def test_feed_prepares_at_most_one_shot_ahead_of_the_render() -> None:
-    feed = _ShotFeed(ahead=1)
+    feed = ShotFeed(ahead=1)
     prepared: list[int] = []
     peak = [0]
 
@@ -67,11 +68,11 @@ def test_feed_prepares_at_most_one_shot_ahead_of_the_render() -> None:
 
 
 def test_an_analysis_error_reaches_the_render_as_itself() -> None:
-    feed = _ShotFeed()
+    feed = ShotFeed()
     feed.close(InputError("cannot decode video in x.mp4: broken"))
     with pytest.raises(InputError, match="cannot decode"):
         feed.grade_for(0)
-    empty = _ShotFeed()
+    empty = ShotFeed()
     empty.close()
     with pytest.raises(InputError, match="no decodable video frame"):
         empty.grade_for(0)
@@ -79,14 +80,14 @@ def test_an_analysis_error_reaches_the_render_as_itself() -> None:
 
 def test_feed_after_the_render_ends() -> None:
     """A complete render lets the analysis finish without waiting or building tables; a failed one stops it."""
-    done = _ShotFeed(ahead=0)
+    done = ShotFeed(ahead=0)
     built: list[int] = []
     done.add(10, ShotGrade.__new__(ShotGrade), lambda g: built.append(1))
     done.end_render(True)
     for n in range(3):  # far beyond the render: no wait for room, no table
         done.add(20 + n, ShotGrade.__new__(ShotGrade), lambda g: built.append(1))
     assert built == [1] and len(done.grades) == 4
-    failed = _ShotFeed()
+    failed = ShotFeed()
     failed.end_render(False)
-    with pytest.raises(_Stopped):
+    with pytest.raises(Stopped):
         failed.add(10, ShotGrade.__new__(ShotGrade), lambda g: None)

@@ -17,7 +17,7 @@ def raise_interrupt(signum, frame) -> None:
 
 
 def _options(args: argparse.Namespace, **extra):
-    from grade.pipeline import GradeOptions
+    from grade.options import GradeOptions
 
     return GradeOptions(
         mode=args.mode,

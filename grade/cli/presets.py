@@ -107,8 +107,8 @@ def _show(args, library: Library, console) -> int:
 
 def _write_sheet(preset: Preset, out: Path, force: bool) -> None:
     from grade.io import image as image_io
-    from grade.pipeline import preset_grade
     from grade.preview import colour_ramp, contact_sheet
+    from grade.shotgrade import preset_grade
 
     grade = preset_grade(preset, 1.0)
     rows = [(f"key {i + 1}", k, grade.thumb(k)) for i, k in enumerate(preset.keys)]

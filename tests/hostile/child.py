@@ -14,11 +14,11 @@ from pathlib import Path
 
 def main() -> int:
     markers, seconds, args = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
-    import grade.pipeline as pipeline
+    import grade.shotgrade as shotgrade
     from grade.cli import main as grade_main
 
-    grade_frame = pipeline.ShotGrade.grade
-    train_look = pipeline.train_look
+    grade_frame = shotgrade.ShotGrade.grade
+    train_look = shotgrade.train_look
 
     def slow_grade(self, pixels, height, width, **kw):
         (markers / "render").touch()
@@ -41,8 +41,8 @@ def main() -> int:
             kw["on_step"] = step
         return train_look(*a, **kw)
 
-    pipeline.ShotGrade.grade = slow_grade
-    pipeline.train_look = slow_train
+    shotgrade.ShotGrade.grade = slow_grade
+    shotgrade.train_look = slow_train
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the clips helpers
     from clips import cli_args
 

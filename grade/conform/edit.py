@@ -1,0 +1,234 @@
+"""The edit model at the centre of a conform: the events of an EDL / FCP XML / OTIO timeline, read with OTIO."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from grade.cdl import CDL
+from grade.errors import InputError, setting
+from grade.io.timecode import timecode_frames
+
+EDIT_SUFFIXES = {".edl", ".xml", ".otio", ".fcpxml"}
+
+
+@dataclass
+class Event:
+    """One clip of the edit's first video track, in frames at the edit's rate."""
+
+    number: int  # position in the edit, from 1
+    name: str  # clip name (EDL: * FROM CLIP NAME, else the event's name)
+    reel: str | None
+    source_file: str | None  # EDL * SOURCE FILE, or the media reference's file name
+    src_in: int  # source timecode in frames, inclusive (visible range, transitions included)
+    src_out: int  # exclusive
+    rec_in: int  # record timecode in frames
+    rec_out: int
+    markers: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
+    cdl: CDL | None = None
+    transition_in: str | None = None  # e.g. "SMPTE_Dissolve 35"
+    speed_effect: str | None = None  # M2 / time warps: not supported, reported
+    trim_in: int = 0  # source frame shown at rec_in (the visible range may start earlier, for a dissolve)
+    dissolve_in: tuple[int, int] | None = None  # (frames before, after) the cut of a transition into this event
+
+    @property
+    def look_comment(self) -> str | None:
+        for text in [*self.comments, *self.markers]:
+            m = re.search(r"\bLOOK:\s*(\S+)", text)
+            if m:
+                return m.group(1)
+        return None
+
+
+@dataclass
+class Edit:
+    path: Path
+    rate: float
+    name: str
+    events: list[Event]
+    timeline: object  # opentimelineio.schema.Timeline
+
+
+def _first_record_in(path: Path, rate: float) -> int | None:
+    """The first event's record-in timecode of a CMX EDL (OTIO's adapter does not keep it)."""
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[0].isdigit() and re.fullmatch(r"\d\d[:;]\d\d[:;]\d\d[:;.]\d\d", parts[-2]):
+            return timecode_frames(parts[-2], rate)
+    return None
+
+
+def _line_of(path: Path, why: str) -> str:
+    """`` (line N)`` for an EDL error that names an event ("... for clip 003"), else ``""``."""
+    m = re.search(r"\bclip (\S+)", why)
+    if not m or path.suffix.lower() != ".edl":
+        return ""
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if line.split()[:1] == [m.group(1)]:
+            return f" (line {n})"
+    return ""
+
+
+def read_edit(path: str | Path, rate: float | None = None) -> Edit:
+    """Read an edit with OpenTimelineIO (EDL, FCP 7 XML, .otio, FCP X XML where the adapter reads it).
+
+    Raises:
+        InputError: missing, unknown format, or malformed (the adapter's message, naming the line
+            or clip where it does).
+    """
+    import opentimelineio as otio
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such edit file: {path}")
+    if path.suffix.lower() not in EDIT_SUFFIXES:
+        raise InputError(f"not an edit file (use .edl, .xml, .fcpxml or .otio): {path}")
+    kwargs = {}
+    if path.suffix.lower() == ".edl":
+        kwargs["rate"] = rate or 24
+        text = path.read_bytes()
+        if b"\x00" in text[:4096]:
+            raise InputError(f"not an EDL (binary file): {path}")
+    try:
+        timeline = otio.adapters.read_from_file(str(path), **kwargs)
+    except Exception as e:  # the adapters raise many types; all mean "cannot read this edit"
+        why = " ".join(str(e).split())[:300] or type(e).__name__
+        if path.suffix.lower() == ".edl":
+            why = _edl_diagnosis(path) or why
+        raise InputError(f"cannot read edit {path}{_line_of(path, why)}: {why}") from None
+    if isinstance(timeline, otio.schema.SerializableCollection):
+        timelines = list(timeline.find_children(descended_from_type=otio.schema.Timeline))
+        if not timelines:
+            raise InputError(f"no timeline in {path}")
+        timeline = timelines[0]
+    if not isinstance(timeline, otio.schema.Timeline):
+        raise InputError(f"no timeline in {path} (it holds a {type(timeline).__name__})")
+    try:
+        return _edit_of(path, timeline, rate)
+    except InputError as e:
+        if str(path) in str(e):
+            raise
+        raise InputError(f"cannot read edit {path}: {e}") from None
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError, ZeroDivisionError, OverflowError) as e:
+        # a timeline the adapter accepted but that does not hold together (no ranges, rate 0, ...)
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise InputError(f"cannot read edit {path}: malformed timeline ({why})") from None
+    except otio.exceptions.OTIOError as e:
+        why = " ".join(str(e).split())[:200] or type(e).__name__
+        raise InputError(f"cannot read edit {path}: {why}") from None
+
+
+_TRANSITION = re.compile(r"^(D|W\d{3}|K[BO]?)$", re.IGNORECASE)
+
+
+def _edl_diagnosis(path: Path) -> str | None:
+    """A clear reason for an EDL the adapter refused obscurely: an event number used twice without a
+    transition between the two lines (the adapter then fails on an internal attribute)."""
+    seen: dict[str, int] = {}
+    for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        parts = line.split()
+        if len(parts) < 6 or not parts[0].isdigit():
+            continue
+        number = parts[0]
+        if number in seen and not (len(parts) > 3 and _TRANSITION.match(parts[3])):
+            return f"event number {number} on line {n} repeats line {seen[number]} (only a dissolve or wipe may)"
+        seen.setdefault(number, n)
+    return None
+
+
+def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
+    import opentimelineio as otio
+
+    video = [t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Video]
+    if not video:
+        raise InputError(f"no video track in {path}")
+    track = video[0]
+    clips = [c for c in track if isinstance(c, otio.schema.Clip)]
+    if not clips:
+        raise InputError(f"no events in {path}")
+    edit_rate = rate or clips[0].source_range.duration.rate
+    if not (math.isfinite(edit_rate) and 0 < edit_rate <= 1000):
+        raise InputError(f"edit {path} has no usable frame rate ({edit_rate}): give {setting('rate', 'FPS')}")
+    start = timeline.global_start_time
+    rec0 = round(start.rescaled_to(edit_rate).value) if start is not None else None
+    if rec0 is None and path.suffix.lower() == ".edl":
+        rec0 = _first_record_in(path, edit_rate)
+    rec0 = rec0 or 0
+    events = []
+    previous_transition, offsets = None, None
+    for item in track:
+        if isinstance(item, otio.schema.Transition):
+            before = round(item.in_offset.rescaled_to(edit_rate).value)
+            after = round(item.out_offset.rescaled_to(edit_rate).value)
+            previous_transition, offsets = f"{item.transition_type} {before + after}", (before, after)
+            continue
+        if not isinstance(item, otio.schema.Clip):
+            previous_transition, offsets = None, None
+            continue  # gaps
+        ev = _event(item, len(events) + 1, edit_rate, rec0, previous_transition)
+        ev.dissolve_in = offsets
+        events.append(ev)
+        previous_transition, offsets = None, None
+    return Edit(path, float(edit_rate), timeline.name or path.stem, events, timeline)
+
+
+def _event(clip, number: int, rate: float, rec0: int, transition: str | None) -> Event:
+    import opentimelineio as otio
+
+    meta = dict(clip.metadata)
+    cmx = dict(meta.get("cmx_3600", {}) or {})
+    visible = clip.visible_range()
+    src_in = round(visible.start_time.rescaled_to(rate).value)
+    src_out = src_in + round(visible.duration.rescaled_to(rate).value)
+    rng = clip.range_in_parent()
+    rec_in = rec0 + round(rng.start_time.rescaled_to(rate).value)
+    rec_out = rec_in + round(rng.duration.rescaled_to(rate).value)
+    source_file = None
+    ref = clip.media_reference
+    if isinstance(ref, otio.schema.ExternalReference) and ref.target_url:
+        source_file = Path(ref.target_url.replace("file://", "")).name
+    source_file = cmx.get("source_file") or meta.get("source_file") or source_file
+    cdl = None
+    raw = meta.get("cdl")
+    if raw:
+        cdl = _cdl_of(raw, clip.name or f"event {number}")
+    speed = None
+    for eff in clip.effects:
+        if isinstance(eff, otio.schema.LinearTimeWarp) or "TimeWarp" in (eff.effect_name or ""):
+            speed = eff.effect_name or "time warp"
+    return Event(
+        number=number,
+        name=clip.name or f"event {number}",
+        reel=cmx.get("reel"),
+        source_file=source_file,
+        src_in=src_in,
+        src_out=src_out,
+        rec_in=rec_in,
+        rec_out=rec_out,
+        trim_in=round(clip.source_range.start_time.rescaled_to(rate).value),
+        markers=[m.name for m in clip.markers if m.name],
+        comments=[str(c) for c in cmx.get("comments", []) or []],
+        cdl=cdl,
+        transition_in=transition,
+        speed_effect=speed,
+    )
+
+
+def _cdl_of(raw, name: str) -> CDL:
+    """An event's ASC CDL from the adapter's metadata; malformed values are the edit's fault."""
+    try:
+        sop = dict(raw.get("asc_sop", {}) or {})
+        parts = [tuple(float(v) for v in sop.get(k, d)) for k, d in (("slope", (1,) * 3), ("offset", (0,) * 3))]
+        parts.append(tuple(float(v) for v in sop.get("power", (1, 1, 1))))
+        sat = float(raw.get("asc_sat", 1.0))
+    except (AttributeError, TypeError, ValueError) as e:
+        raise InputError(f"event {name}: malformed ASC CDL ({' '.join(str(e).split())[:100]})") from None
+    values = [v for p in parts for v in p] + [sat]
+    if any(len(p) != 3 for p in parts) or not all(np.isfinite(values)) or min(parts[2]) < 0:
+        raise InputError(f"event {name}: malformed ASC CDL (three finite slope, offset, power values; power >= 0)")
+    return CDL(*parts, sat)

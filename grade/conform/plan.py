@@ -1,0 +1,95 @@
+"""Conform settings, reports, and the plan: each event relinked, with its look, scene and output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from grade.conform.edit import Edit, Event
+from grade.conform.looks import LooksFile, scene_of
+from grade.conform.media import Media, MediaIndex
+
+
+class ConformSettings(BaseModel):
+    """What ``grade conform`` is asked to do (beyond the grading options)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    media: list[Path]
+    looks: Path | None = None
+    look: Path | None = None  # default look: reference still or .cube (or GradeOptions.preset)
+    handles: int = Field(12, ge=0, le=10_000)
+    match: list[str] = Field(default_factory=lambda: ["file", "clip", "reel"])
+    skip_missing: bool = False
+    apply_cdl: bool = False
+    rate: float | None = Field(None, gt=0)
+    assemble: Path | None = None  # render the whole timeline (cuts, dissolves) into this file
+
+    @model_validator(mode="after")
+    def _match(self) -> ConformSettings:
+        bad = [m for m in self.match if m not in ("file", "clip", "reel")]
+        if bad or not self.match:
+            raise ValueError(f"--match takes file, clip and reel (comma-separated), not {','.join(bad)}")
+        return self
+
+
+class EventReport(BaseModel):
+    number: int
+    name: str
+    reel: str | None
+    scene: str | None
+    status: str  # done, unchanged, skipped
+    media: str | None = None
+    source_range: tuple[int, int] | None = None  # frames of the media rendered (handles included)
+    frames: int = 0
+    seconds: float = 0.0
+    output: str | None = None
+    message: str | None = None
+
+
+class ConformReport(BaseModel):
+    edit: str
+    output_dir: str
+    rate: float
+    events: list[EventReport]
+    edits_written: list[str] = []
+    scenes_trained: list[str] = []
+    warnings: list[str] = []
+
+
+@dataclass
+class Planned:
+    event: Event
+    media: Media | None = None
+    first: int = 0  # media frame range to render, handles included
+    end: int = 0
+    scene: str = "default"
+    problem: str | None = None
+    fingerprint: str = ""
+    output: Path | None = None
+
+
+def plan_events(edit: Edit, index: MediaIndex, settings: ConformSettings, looks: LooksFile | None) -> list[Planned]:
+    plans = []
+    for ev in edit.events:
+        p = Planned(ev, scene=scene_of(ev, looks) or "default")
+        path = index.find(ev, settings.match)
+        if path is None:
+            p.problem = (
+                "no media found (looked for "
+                + ", ".join(
+                    f"{how} {v!r}" for how, v in (("file", ev.source_file), ("clip", ev.name), ("reel", ev.reel)) if v
+                )
+                + ")"
+            )
+        else:
+            m = index.media(path, edit.rate)
+            a, b = ev.src_in - m.start, ev.src_out - m.start
+            if a < 0 or b > m.frames or b <= a:
+                p.problem = f"source range {a}..{b} is outside {path.name} ({m.frames} frames from its timecode)"
+            else:
+                p.media, p.first, p.end = m, max(0, a - settings.handles), min(m.frames, b + settings.handles)
+        plans.append(p)
+    return plans

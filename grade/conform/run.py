@@ -1,0 +1,267 @@
+"""Running a conform: scene looks trained once, events rendered (resumably), edits written, the programme assembled."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+from grade.conform.assemble import assemble
+from grade.conform.edit import read_edit
+from grade.conform.job import (
+    EventStatus,
+    ensure_output_folder,
+    file_fingerprint,
+    fingerprint,
+    load_job,
+    output_name,
+    output_suffix,
+    save_job,
+)
+from grade.conform.looks import LooksFile, read_looks
+from grade.conform.media import MediaIndex
+from grade.conform.plan import ConformReport, ConformSettings, EventReport, Planned, plan_events
+from grade.conform.render import render_event, render_parallel
+from grade.conform.write import write_edits
+from grade.errors import InputError, OutputError, setting
+
+
+def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSettings, options, progress=None):
+    """Conform an edit into ``out_dir``; see the module docstring. ``options`` is a GradeOptions."""
+    import time
+
+    from grade.progress import NullProgress
+    from grade.shotgrade import resolve_device
+
+    progress = progress or NullProgress()
+    out_dir = Path(out_dir)
+    edit = read_edit(edit_path, settings.rate)
+    looks = read_looks(settings.looks) if settings.looks else None
+    if looks is None and settings.look is None and options.preset is None:
+        raise InputError(
+            f"no look: give {setting('looks', 'FILE.toml')}, {setting('look', 'REF|FILE.cube')} "
+            f"or {setting('preset', 'NAME')}"
+        )
+    index = MediaIndex(settings.media)
+    plans = plan_events(edit, index, settings, looks)
+    missing = [p for p in plans if p.problem]
+    if missing and not settings.skip_missing:
+        first = "; ".join(f"event {p.event.number} {p.event.name}: {p.problem}" for p in missing[:3])
+        more = f" (+{len(missing) - 3} more)" if len(missing) > 3 else ""
+        raise InputError(
+            f"{len(missing)} of {len(plans)} events cannot be relinked: {first}{more} ({setting('skip_missing')})"
+        )
+    ensure_output_folder(out_dir)
+    warnings = [
+        f"event {p.event.number} {p.event.name}: {p.event.speed_effect} not supported (graded at normal speed)"
+        for p in plans
+        if p.event.speed_effect
+    ]
+    device = resolve_device(options.device)
+    job = load_job(out_dir, edit.path)
+    todo = [p for p in plans if p.problem is None]
+
+    # the look of each scene: the key frames of its events, trained/fitted once (kept as a preset)
+    sources = _scene_sources(looks, settings, options)
+    grading = options.settings_of("training", "look", "picture", "encode")  # what changes a clip, not run policy
+    for p in todo:
+        src_fp = sources[p.scene][1] if p.scene in sources else None
+        if src_fp is None:
+            raise InputError(f"event {p.event.number} {p.event.name}: no look for scene {p.scene!r} (no default)")
+        cdl = p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None
+        p.fingerprint = fingerprint(file_fingerprint(p.media.path), p.first, p.end, src_fp, grading, cdl)
+        p.output = out_dir / output_name(p.event, output_suffix(p.media.path))
+
+    def done(p: Planned) -> bool:
+        st = job.events.get(str(p.event.number))
+        return bool(
+            st
+            and st.status == "done"
+            and st.fingerprint == p.fingerprint
+            and p.output.exists()
+            and st.output_bytes == p.output.stat().st_size
+        )
+
+    pending = [p for p in todo if not done(p)]
+    if not options.force:  # never replace a file this job did not write
+        ours = {st.output for st in job.events.values() if st.output}
+        foreign = [p.output for p in pending if p.output.exists() and str(p.output) not in ours]
+        if settings.assemble is not None and settings.assemble.exists() and str(settings.assemble) != job.assembled:
+            foreign.append(settings.assemble)
+        if foreign:
+            more = f" (+{len(foreign) - 1} more)" if len(foreign) > 1 else ""
+            raise OutputError(
+                f"output exists and was not written by this conform: {foreign[0]}{more} (use {setting('force')})"
+            )
+    grades, specs, trained = {}, {}, []
+    for scene in sorted({p.scene for p in pending}):
+        grades[scene], specs[scene], was_trained = _scene_grade(
+            scene, sources[scene], [p for p in todo if p.scene == scene], out_dir, settings, options, device, progress
+        )
+        if was_trained:
+            trained.append(scene)
+
+    jobs = options.jobs if options.jobs > 1 and len(pending) > 1 else None
+
+    def finish(p: Planned, rep: EventReport, frames: int, seconds: float) -> None:
+        rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
+        if frames < p.end - p.first:  # the media broke off inside the event's range
+            rep.message = f"{p.media.path} is damaged: graded {frames} of {p.end - p.first} frames"
+            warnings.append(f"event {p.event.number} {p.event.name}: {rep.message}")
+        job.events[str(p.event.number)] = EventStatus(
+            number=p.event.number,
+            status="done",
+            fingerprint=p.fingerprint,
+            output=str(p.output),
+            output_bytes=p.output.stat().st_size,
+            scene=p.scene,
+            frames=frames,
+            seconds=rep.seconds,
+        )
+        save_job(out_dir, job)  # after the clip is in place: an interruption redoes only this event
+
+    reports = []
+    with progress.stage("conform", len(todo)) as task:
+        for p in plans:
+            ev = p.event
+            rep = EventReport(
+                number=ev.number,
+                name=ev.name,
+                reel=ev.reel,
+                scene=p.scene if not p.problem else None,
+                status="skipped",
+                message=p.problem,
+            )
+            if p.problem is None:
+                rep.media, rep.source_range, rep.output = str(p.media.path), (p.first, p.end), str(p.output)
+                if p in pending:
+                    if jobs is None:
+                        t = time.perf_counter()
+                        frames = render_event(
+                            grades[p.scene],
+                            p.media.path,
+                            p.output,
+                            p.first,
+                            p.end,
+                            ev.cdl if settings.apply_cdl else None,
+                            options,
+                        )
+                        finish(p, rep, frames, time.perf_counter() - t)
+                    else:
+                        rep.status = "queued"
+                else:
+                    st = job.events[str(ev.number)]
+                    rep.status, rep.frames = "unchanged", st.frames or 0
+                if rep.status != "queued":
+                    task.advance()
+            reports.append(rep)
+        if jobs is not None:
+            render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task)
+    for g in grades.values():
+        g.release()
+    written = write_edits(edit, plans, out_dir)
+    if settings.assemble is not None:
+        with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
+            assemble(plans, settings.assemble, options, on_frame=lambda: task.advance())
+        written.append(str(settings.assemble))
+        job.assembled = str(settings.assemble)
+        save_job(out_dir, job)
+    return ConformReport(
+        edit=str(edit.path),
+        output_dir=str(out_dir),
+        rate=edit.rate,
+        events=reports,
+        edits_written=written,
+        scenes_trained=trained,
+        warnings=warnings,
+    )
+
+
+def _scene_sources(looks: LooksFile | None, settings: ConformSettings, options) -> dict[str, tuple[dict, str]]:
+    """Scene name -> (look description, fingerprint of the look's inputs)."""
+    out: dict[str, tuple[dict, str]] = {}
+
+    def describe(kind: str, value: str) -> tuple[dict, str]:
+        if kind in ("reference", "cube"):
+            p = Path(value)
+            if not p.is_file():
+                raise InputError(f"no such {kind} file: {p}")
+            return {kind: str(p)}, fingerprint(kind, file_fingerprint(p))
+        from grade.presets import Library
+
+        path, _ = Library(options.library).locate(value)
+        return {"preset": str(path)}, fingerprint("preset", file_fingerprint(path))
+
+    if looks is not None:
+        for name, scene in looks.scenes.items():
+            kind = "reference" if scene.reference else ("cube" if scene.cube else "preset")
+            out[name] = describe(kind, getattr(scene, kind))
+    if "default" not in out or (looks is not None and looks.default is None):
+        if settings.look is not None:
+            out["default"] = describe(
+                "cube" if settings.look.suffix.lower() == ".cube" else "reference", str(settings.look)
+            )
+        elif options.preset is not None:
+            out["default"] = describe("preset", options.preset)
+    return out
+
+
+def _scene_grade(
+    scene: str, source: tuple[dict, str], plans: list[Planned], out_dir: Path, settings, options, device, progress
+):
+    """The scene's ShotGrade: loaded from a preset or cube, or fitted/trained on the key frames of its
+    events once and cached in ``out_dir/.looks`` (a re-run reuses it)."""
+    import torch
+
+    from grade.cdl import apply_cdl
+    from grade.cube import read_cube
+    from grade.io import image as image_io
+    from grade.presets import SUFFIX, build_preset, read_preset, write_preset
+    from grade.shotgrade import ShotGrade, fit_shots, preset_grade
+    from grade.shots import detect_shots
+
+    desc, fp = source
+    if "cube" in desc:
+        return ShotGrade(read_cube(desc["cube"]), options.strength), ("cube", desc["cube"]), False
+    if "preset" in desc:
+        preset = read_preset(desc["preset"])
+        grade = preset_grade(preset, options.strength, options.stabilise, options.regional)
+        return grade, ("preset", desc["preset"]), False
+    grading = options.settings_of("training")
+    cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
+    key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
+    cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
+    if cache.exists():
+        with contextlib.suppress(InputError):  # a damaged cache is trained again
+            grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
+            return grade, ("preset", str(cache)), False
+    keys, blank = [], []
+    for p in plans:
+        shots = detect_shots(p.media.path, frames=(p.first, p.end))
+        for shot, k in zip(shots.shots, shots.keys):
+            if shot.flat:  # black, flat, a title card: never part of the scene's look
+                blank.append(k)
+                continue
+            if settings.apply_cdl and p.event.cdl and not p.event.cdl.is_identity:
+                k = (apply_cdl(p.event.cdl, torch.from_numpy(k).float() / 255).numpy() * 255 + 0.5).astype(np.uint8)
+            keys.append(np.ascontiguousarray(k))
+    keys = keys or blank  # a scene of black and titles only: fitted on them (the tone mapping is all there is)
+    ref, thumb = image_io.load_reference(desc["reference"], options.working_side)
+    grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
+    learned = grade.learned
+    mode = "learned" if learned is not None else "fast"
+    preset = build_preset(
+        f"scene-{key_fp[:12]}",
+        mode=mode,
+        lut=grade.full_lut,
+        learned=learned,
+        reference=thumb,
+        reference_name=Path(desc["reference"]).name,
+        keys=keys,
+        scene=scene,
+    )
+    cache.parent.mkdir(exist_ok=True)
+    write_preset(preset, cache, force=True)
+    return grade, ("preset", str(cache)), True
