@@ -358,3 +358,35 @@ def test_conform_never_replaces_a_file_it_did_not_write(capsys, project) -> None
     assert code == 0, err  # its own outputs; --jobs does not change what a clip is, so nothing is redone
     job = json.loads((out / "conform-job.json").read_text())
     assert job["assembled"] == str(root / "programme.mp4")
+
+
+def test_assembly_keeps_colour_tags_and_picture(capsys, tmp_path: Path) -> None:
+    """The programme is written by the render's own encoder: BT.709 media give a BT.709-tagged programme
+    whose pixels are the graded clip's (decoded and encoded with the same matrix, no colour shift)."""
+    from clips import make_clip
+
+    from grade.io.video import probe
+
+    media = tmp_path / "media"
+    media.mkdir()
+    bt709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1}
+    make_clip(media / "A001.mp4", frames=30, audio=False, tags=bt709, timecode="01:00:00:00")
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    track.append(clip("shotA", "A001", HOUR + 5, 10))
+    timeline = otio.schema.Timeline(name="tags", global_start_time=tc(HOUR))
+    timeline.tracks.append(track)
+    otio.adapters.write_to_file(timeline, str(tmp_path / "cut.otio"))
+    write_cube(tmp_path / "id.cube", identity_lut(17))
+    prog = tmp_path / "programme.mkv"
+    code, o, err = run(
+        capsys, "conform", tmp_path / "cut.otio", "--media", media, "--look", tmp_path / "id.cube",
+        "-o", tmp_path / "graded", "--handles", "0", "--match", "reel", "--codec", "ffv1", "--assemble", prog, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    event = Path(json.loads(o)["events"][0]["output"])
+    info, src = probe(prog), probe(event)
+    assert (info.color_primaries, info.color_trc, info.colorspace) == (1, 1, 1)
+    assert (src.color_primaries, src.color_trc, src.colorspace) == (1, 1, 1)
+    a, b = np.array(read_all(event)[0]), np.array(read_all(prog)[0])
+    assert len(a) == len(b) == 10
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0  # 4:2:0 chroma resampled once more, no shift
