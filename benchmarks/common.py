@@ -25,6 +25,9 @@ import numpy as np
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "tests"))  # the media helpers shared with the tests (tests/clips.py)
+from clips import copy_video, write_frames  # noqa: E402, F401 (write_frames: for the benchmarks)
+
 DEFAULT_SHARED = REPO_ROOT.parent / "shared"
 
 
@@ -173,28 +176,4 @@ def save_json(path: Path | None, data: Any) -> None:
 def ffv1_copy(source: Path, target: Path, width: int | None = None, frames: int | None = None) -> dict:
     """``source`` as lossless FFV1 .mkv: its first ``frames`` frames (all by default), downscaled to
     ``width`` if smaller (aspect kept, even height). Returns frames, width, height, fps and native size."""
-    from fractions import Fraction
-
-    import av
-
-    written = 0
-    with av.open(str(source)) as box, av.open(str(target), "w") as out:
-        vin = box.streams.video[0]
-        vin.thread_type = "AUTO"
-        rate = vin.average_rate or Fraction(30)
-        w, h = vin.width, vin.height
-        if width and width < w:
-            w, h = width - width % 2, max(2, round(h * width / w / 2) * 2)
-        vout = out.add_stream("ffv1", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
-        vout.time_base = 1 / rate
-        for frame in box.decode(vin):
-            small = frame.reformat(width=w, height=h, format="yuv420p")
-            small.pts, small.time_base = written, 1 / rate
-            out.mux(vout.encode(small))
-            written += 1
-            if frames is not None and written >= frames:
-                break
-        out.mux(vout.encode(None))
-        native = (vin.width, vin.height)
-    return {"frames": written, "width": w, "height": h, "fps": float(rate), "native": native}
+    return copy_video(source, target, width=width, frames=frames)

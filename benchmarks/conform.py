@@ -20,12 +20,11 @@ import statistics
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-from common import make_parser, print_system, shared_dir, system_info, table
+from common import make_parser, print_system, shared_dir, system_info, table, write_frames
 
 from grade.conform import ConformSettings, read_edit, run_conform
 from grade.pipeline import GradeOptions, grade_file
@@ -44,21 +43,7 @@ def _frames(video: Path, n: int, width: int) -> list[np.ndarray]:
 
 
 def write_clip(path: Path, frames: list[np.ndarray], rate: int, tc: str | None) -> Path:
-    with av.open(str(path), "w") as box:
-        if tc:
-            box.metadata["timecode"] = tc
-        s = box.add_stream("libx264", rate=rate)
-        s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
-        s.options = {"crf": "16", "preset": "veryfast"}
-        s.time_base = Fraction(1, rate)
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                box.mux(p)
-        for p in s.encode():
-            box.mux(p)
-    return path
+    return write_frames(path, frames, fps=rate, options={"crf": "16", "preset": "veryfast"}, timecode=tc)
 
 
 def _tc(frames: int, rate: int) -> str:

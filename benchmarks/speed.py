@@ -37,7 +37,7 @@ from pathlib import Path
 
 import av
 from av.video.frame import PictureType
-from common import make_parser, print_system, save_json, shared_dir, system_info, table, timed
+from common import copy_video, make_parser, print_system, save_json, shared_dir, system_info, table, timed
 
 from grade.pipeline import GradeOptions, GradeReport, grade_file
 
@@ -49,27 +49,11 @@ STAGES = ("reference", "analyse", "fit", "render")
 
 def build_clip(source: Path, target: Path, seconds: float, rate: Fraction, size: tuple[int, int]) -> int:
     """Upscaled frames of ``source`` (looped as needed) as H.264 crf 18 at ``rate``; returns the frame count."""
+    opts = {"crf": "18", "preset": "medium"}
     frames = max(1, round(seconds * rate))
-    written = 0
-    with av.open(str(target), "w") as out:
-        vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = size[0], size[1], "yuv420p"
-        vout.time_base = 1 / rate
-        vout.options = {"crf": "18", "preset": "medium"}
-        vout.thread_type = "AUTO"
-        while written < frames:
-            with av.open(str(source)) as box:
-                vin = box.streams.video[0]
-                vin.thread_type = "AUTO"
-                for frame in box.decode(vin):
-                    big = frame.reformat(width=size[0], height=size[1], format="yuv420p")
-                    big.pts, big.time_base = written, 1 / rate
-                    out.mux(vout.encode(big))
-                    written += 1
-                    if written >= frames:
-                        break
-        out.mux(vout.encode(None))
-    return written
+    return copy_video(source, target, codec="libx264", options=opts, size=size, frames=frames, rate=rate, loop=True)[
+        "frames"
+    ]
 
 
 def transcode(source: Path, target: Path) -> int:

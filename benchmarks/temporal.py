@@ -60,7 +60,7 @@ from types import ModuleType
 from typing import Any
 
 import av
-from common import ffv1_copy, fmt, make_parser, save_json, shared_dir, system_info, timed
+from common import copy_video, ffv1_copy, fmt, make_parser, save_json, shared_dir, system_info, timed
 from speed import X264_OPTIONS, build_clip, count_frames, transcode
 
 from grade.cube import write_cube
@@ -139,25 +139,11 @@ def cut_clip(source: Path, target: Path, frames: int, width: int | None) -> dict
 
 def build_uhd(source: Path, target: Path, seconds: float, rate: Fraction) -> int:
     """A 3840x2160 H.264 clip like ``speed.build_clip``'s but with x264 ``ultrafast`` (4K medium is slow here)."""
+    opts = {"crf": "18", "preset": "ultrafast"}
     frames = max(1, round(seconds * rate))
-    written = 0
-    with av.open(str(target), "w") as out:
-        vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = 3840, 2160, "yuv420p"
-        vout.time_base = 1 / rate
-        vout.options = {"crf": "18", "preset": "ultrafast"}
-        vout.thread_type = "AUTO"
-        while written < frames:
-            with av.open(str(source)) as box:
-                for frame in box.decode(video=0):
-                    big = frame.reformat(width=3840, height=2160, format="yuv420p")
-                    big.pts, big.time_base = written, 1 / rate
-                    out.mux(vout.encode(big))
-                    written += 1
-                    if written >= frames:
-                        break
-        out.mux(vout.encode(None))
-    return written
+    return copy_video(
+        source, target, codec="libx264", options=opts, size=(3840, 2160), frames=frames, rate=rate, loop=True
+    )["frames"]
 
 
 def lut_roughness(lut) -> float:

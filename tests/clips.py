@@ -1,4 +1,5 @@
-"""Tiny real media for the tests, written with PyAV (no mocked codecs)."""
+"""Real media written with PyAV (no mocked codecs): tiny clips for the tests, and the copies of the shared
+samples that the benchmarks measure on (``benchmarks/common.py`` imports this module)."""
 
 from __future__ import annotations
 
@@ -154,6 +155,55 @@ def write_frames(
         for pkt in s.encode():
             box.mux(pkt)
     return path
+
+
+def copy_video(
+    source: Path,
+    target: Path,
+    *,
+    codec: str = "ffv1",
+    options: dict | None = None,
+    width: int | None = None,
+    size: tuple[int, int] | None = None,
+    frames: int | None = None,
+    rate: Fraction | None = None,
+    loop: bool = False,
+) -> dict:
+    """``source``'s picture re-encoded into ``target`` (yuv420p, frames numbered 0, 1, 2, ... at ``rate``,
+    default the source's), scaled to ``size``, or down to ``width`` if smaller (aspect kept, even height).
+
+    ``frames`` stops after that many; with ``loop`` the source is read again from its start until there
+    are that many. Returns the frames written, width, height, fps and the source's native size.
+    """
+    written = 0
+    with av.open(str(target), "w") as out:
+        vout = None
+        while vout is None or (loop and frames is not None and written < frames):
+            with av.open(str(source)) as box:
+                vin = box.streams.video[0]
+                vin.thread_type = "AUTO"
+                native = (vin.width, vin.height)
+                if vout is None:
+                    rate = rate or vin.average_rate or Fraction(30)
+                    w, h = size or native
+                    if size is None and width and width < w:
+                        w, h = width - width % 2, max(2, round(h * width / w / 2) * 2)
+                    vout = out.add_stream(codec, rate=rate)
+                    vout.width, vout.height, vout.pix_fmt = w, h, "yuv420p"
+                    vout.time_base = 1 / rate
+                    vout.options = dict(options or {})
+                    vout.thread_type = "AUTO"
+                for frame in box.decode(vin):
+                    small = frame.reformat(width=w, height=h, format="yuv420p")
+                    small.pts, small.time_base = written, 1 / rate
+                    out.mux(vout.encode(small))
+                    written += 1
+                    if frames is not None and written >= frames:
+                        break
+            if written == 0:
+                break
+        out.mux(vout.encode(None))
+    return {"frames": written, "width": w, "height": h, "fps": float(rate), "native": native}
 
 
 def read_all(path: Path, fmt: str = "rgb24") -> tuple[list[np.ndarray], list[float]]:
