@@ -331,7 +331,8 @@ def _apply(field: np.ndarray, base: np.ndarray) -> np.ndarray:
 def look_section(
     shared: Path, videos: Path, frames: int, steps: int, s: StabiliserSettings, weights: list[float]
 ) -> dict[str, Any]:
-    from grade.model.look import LookSettings, working_size
+    from grade.model.affine import working_size
+    from grade.model.look import LookSettings
     from grade.train import TrainSettings, train_look
     from grade.transfer import fast_lut
 

@@ -17,8 +17,9 @@ from grade.cli import main
 from grade.color import srgb_to_lab
 from grade.io.image import to_tensor
 from grade.lut import PackedTable, YuvTable, apply_lut, identity_lut
+from grade.model.affine import apply_coefficients, fit_local_affine
 from grade.model.hrnet import AffineHRNet
-from grade.model.look import LearnedLook, LookSettings, apply_coefficients, fit_local_affine
+from grade.model.look import LearnedLook, LookSettings
 from grade.train import TrainSettings, train_look
 from grade.transfer import fast_lut
 
@@ -307,10 +308,10 @@ def test_the_lut_consistency_term_makes_the_look_more_lut_like(trained) -> None:
 
 
 def test_training_threads_follow_the_faster_count() -> None:
-    from grade.train import _ThreadProbe
+    from grade.train_loop import ThreadProbe
 
     for many_s, one_s, expected in ((0.1, 0.3, 4), (0.5, 0.2, 1)):
-        probe = _ThreadProbe(4)
+        probe = ThreadProbe(4)
         for step in range(1, 2 * probe.span + 1):
             probe.record(step, many_s if probe.threads_for(step) == 4 else one_s)
         assert probe.threads_for(100) == expected

@@ -77,7 +77,7 @@ class AffineHRNet(nn.Module):
     """HRNet backbone + affine head.
 
     Args:
-        in_ch: input channels (see :func:`grade.model.look.network_input`).
+        in_ch: input channels (see :func:`grade.model.affine.network_input`).
         widths: channels of the full, 1/2, 1/4 ... branches.
         blocks: residual blocks per branch per stage.
     Input ``(B, in_ch, H, W)``; output ``(B, 12, H, W)``: coefficient corrections, identity at 0.

@@ -4,6 +4,9 @@ A :class:`LearnedLook` is the fast mode's global 3D LUT (the starting point) plu
 :class:`~grade.model.hrnet.AffineHRNet` that predicts, at working resolution, a field of local
 affine colour transforms on top of it: ``out = A(x) · base + b(x)`` with ``base = LUT(in)``.
 
+The maths (the field's fit, application, gate, YCbCr form) is in :mod:`grade.model.affine`; this
+module holds the look object and its frame-layout adapters.
+
 At full resolution the field is carried by bilateral guided upsampling (Chen et al. 2016): at
 working resolution, a local affine map base -> output is fitted in small windows (box filters,
 ridge-regularised), averaged, upsampled bilinearly and applied to the full-resolution base.
@@ -17,14 +20,12 @@ frame is never converted to RGB and back (at 1080p those two conversions cost mo
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
-import kornia.color as KC
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,9 +34,17 @@ from safetensors.torch import load_file, save_file
 
 from grade.errors import InputError
 from grade.lut import PackedTable, YuvTable, apply_lut, yuv_affine
+from grade.model.affine import (
+    apply_coefficients,
+    fit_local_affine,
+    level_gate,
+    lut_levels,
+    network_input,
+    working_size,
+    yuv_field,
+)
 from grade.model.hrnet import AffineHRNet
 from grade.model.material import MaterialMaps, MaterialSettings
-from grade.model.material import box_filter as _box
 from grade.temporal import Stabiliser
 
 
@@ -58,79 +67,6 @@ class LookSettings:
     guide: str = "base"
 
 
-def working_size(h: int, w: int, side: int, min_side: int = 32) -> tuple[int, int]:
-    """``(h', w')`` with the long side at most ``side``; tiny images are enlarged to a short side of
-    ``min_side`` (the network's and the losses' filters need room), long side capped at ``4 * side``."""
-    s = min(1.0, side / max(h, w))
-    s = max(s, min(min_side / max(1, min(h, w)), 4 * side / max(h, w)))
-    return max(1, round(h * s)), max(1, round(w * s))
-
-
-def network_input(frame: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``(B, 8, h, w)``: the frame, its globally graded base, and normalised coordinates, in [-1, 1]."""
-    b, _, h, w = frame.shape
-    yy = torch.linspace(-1, 1, h, device=frame.device).view(1, 1, h, 1).expand(b, 1, h, w)
-    xx = torch.linspace(-1, 1, w, device=frame.device).view(1, 1, 1, w).expand(b, 1, h, w)
-    return torch.cat([frame * 2 - 1, base * 2 - 1, yy, xx], 1)
-
-
-def apply_coefficients(coef: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``out = (I + dA) · base + b`` per pixel. ``coef`` ``(B, 12, H, W)``, ``base`` ``(B, 3, H, W)``."""
-    b, _, h, w = coef.shape
-    a = coef[:, :9].reshape(b, 3, 3, h, w)
-    out = base + (a * base[:, None]).sum(2) + coef[:, 9:]
-    return out
-
-
-def fit_local_affine(src: torch.Tensor, dst: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
-    """Per-window ridge-regularised affine fit ``dst ≈ M · src + t`` (the guided filter, in colour).
-
-    All window sums come from one box filter over the stacked moments (means, the 6 distinct products
-    of ``src`` channels, the 9 cross products with ``dst``), then one batched 3x3 solve per pixel.
-
-    Args:
-        src, dst: ``(1, 3, h, w)``.
-    Returns:
-        ``(1, 12, h, w)``: ``M`` row-major (9) then ``t`` (3), averaged over windows.
-    """
-    _, _, h, w = src.shape
-    ii, jj = torch.triu_indices(3, 3, device=src.device)
-    cross = (src[:, :, None] * dst[:, None]).reshape(1, 9, h, w)  # (in, out) row-major
-    moments = _box(torch.cat([src, dst, src[:, ii] * src[:, jj], cross], 1), radius)
-    ms, md, ss = moments[:, :3], moments[:, 3:6], moments[:, 6:12]
-    sd = moments[:, 12:21].reshape(1, 3, 3, h, w)
-    cov = torch.empty(1, 3, 3, h, w, dtype=src.dtype, device=src.device)
-    cov[:, ii, jj] = ss - ms[:, ii] * ms[:, jj]
-    cov[:, jj, ii] = cov[:, ii, jj]
-    cov = cov.permute(0, 3, 4, 1, 2).reshape(-1, 3, 3) + eps * torch.eye(3, dtype=src.dtype, device=src.device)
-    csd = (sd - ms[:, :, None] * md[:, None]).permute(0, 3, 4, 1, 2).reshape(-1, 3, 3)
-    m = torch.linalg.solve(cov, csd).transpose(1, 2)  # (P, out, in)
-    m = m.reshape(1, h, w, 9).permute(0, 3, 1, 2)
-    t = md - (m.reshape(1, 3, 3, h, w) * ms[:, None]).sum(2)
-    return _box(torch.cat([m, t], 1), radius)
-
-
-LEVEL_BAND = 6.0  # L* units above the look's black (below its white) over which the regional part fades in
-
-
-def lut_levels(lut: torch.Tensor) -> tuple[float, float]:
-    """L* of what a LUT ``(3, N, N, N)`` makes of black and of white: the look's black and white levels."""
-    ends = torch.stack([lut[:, 0, 0, 0], lut[:, -1, -1, -1]]).float().clamp(1e-6, 1)
-    lab = KC.rgb_to_lab(ends.T.reshape(1, 3, 2, 1)).reshape(3, 2)
-    return float(lab[0, 0]), float(lab[0, 1])
-
-
-def level_gate(base: torch.Tensor, levels: tuple[float, float]) -> torch.Tensor:
-    """``(1, 1, h, w)`` in [0, 1]: 0 where the globally graded frame ``base`` ``(1, 3, h, w)`` is at the
-    look's black or white level, 1 from :data:`LEVEL_BAND` L* inside them. A material look's offsets (a
-    network look's whole correction) are scaled by it, so that black stays the reference's black and
-    white its white (no fog on a fade, no tint on a clipped sky) whatever the regional maps learned for
-    the colours they saw."""
-    lum = KC.rgb_to_lab(base.clamp(1e-6, 1))[:, :1]
-    lo, hi = levels
-    return ((lum - lo) / LEVEL_BAND).clamp(0, 1) * ((hi - lum) / LEVEL_BAND).clamp(0, 1)
-
-
 def settings_from_json(text: str) -> LookSettings:
     """:class:`LookSettings` from their JSON form (``widths`` comes back as a list)."""
     raw = json.loads(text)
@@ -150,6 +86,8 @@ def build_model(settings: LookSettings, materials: int | None = None) -> AffineH
 
 
 LOOK_FORMAT = "grade.learned-look"
+
+
 LOOK_VERSION = 1
 
 
@@ -406,49 +344,3 @@ class LearnedLook:
                 src = frame[0].float() / scale if frame is not None else b
                 out = src + self.strength * (out - src)
             return out.clamp_(0, 1)[None]
-
-
-@functools.lru_cache(maxsize=16)
-def _yuv_map(matrix: int, full_range: bool, strength: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(L, c)``: the linear map ``(13, 12)`` and offset ``(13,)`` of :func:`yuv_field` (rows: the code-value
-    field's coefficients in the order of :func:`yuv_field`'s output)."""
-    p, q = yuv_affine(matrix, full_range)
-    pinv = torch.linalg.inv(p)
-    # M' = P⁻¹ M P is linear in M; t' = P⁻¹ (M q + t - q) is affine in (M, t): probe with the unit fields
-    basis = torch.cat([torch.zeros(1, 12), torch.eye(12)]).double()
-    m = basis[:, :9].reshape(-1, 3, 3)
-    m2 = (pinv @ m @ p).reshape(-1, 9)
-    t2 = (m @ q + basis[:, 9:] - q) @ pinv.T
-    full = torch.cat([m2, t2], 1) * strength  # (13, 12): [constant; response to each unit field]
-    const, lin = full[0], full[1:] - full[0]
-    # output order: [0, M'01, M'02, t'0], [M'10, M'11, M'12, t'1], [M'20, M'21, M'22, t'2], M'00
-    order = [0, 1, 2, 9, 3, 4, 5, 10, 6, 7, 8, 11, 0]
-    lin, const = lin[:, order].T.contiguous(), const[order].clone()
-    lin[0], const[0] = 0, 0  # luma's own term lives in the last row (applied at full size)
-    return lin.float(), const.float()
-
-
-def yuv_field(field: torch.Tensor, matrix: int, full_range: bool, strength: float = 1.0) -> np.ndarray:
-    """An R'G'B' affine field (``(1, 12, h, w)``, full matrices ``M`` and offsets ``t``, colours in [0, 1])
-    as the same maps on 8-bit YCbCr code values: ``M' = P⁻¹ M P``, ``t' = P⁻¹ (M q + t - q)`` where
-    ``RGB = P · YCbCr + q``; scaled by ``strength`` (the caller adds ``(1 - strength)`` of the source).
-
-    Returns ``(h, w, 13)`` float32, grouped for :meth:`LearnedLook.apply_yuv420`'s 4-channel products
-    with ``(Y, Cb, Cr, 1)``: ``[0, M'01, M'02, t'0]`` (luma's chroma terms), ``[M'10, M'11, M'12, t'1]``
-    (Cb), ``[M'20, M'21, M'22, t'2]`` (Cr), then ``M'00`` (luma's own gain).
-    """
-    lin, const = _yuv_map(matrix, full_range, float(strength))
-    _, _, h, w = field.shape
-    flat = field[0].float().reshape(12, -1)
-    out = torch.addmm(const[:, None], lin, flat)  # (13, h*w)
-    return out.T.reshape(h, w, 13).contiguous().numpy()
-
-
-def apply_coefficients_full(m: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
-    """``out = M · base + t`` with a full (not identity-relative) matrix ``m`` ``(B, 12, H, W)``."""
-    out = torch.empty_like(base)
-    for c in range(3):  # fused multiply-adds: no (B, 3, 3, H, W) temporary
-        o = out[:, c]
-        torch.mul(m[:, 3 * c], base[:, 0], out=o)
-        o.addcmul_(m[:, 3 * c + 1], base[:, 1]).addcmul_(m[:, 3 * c + 2], base[:, 2]).add_(m[:, 9 + c])
-    return out
