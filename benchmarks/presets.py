@@ -67,10 +67,11 @@ from quality import Pair, find_pairs
 
 from grade.color import delta_e2000, srgb_to_lab
 from grade.io.image import fit_side, load_reference, read_image, to_tensor
+from grade.library import Library
 from grade.lut import apply_lut
 from grade.model.look import LearnedLook, LookSettings
 from grade.pipeline import REFINE_STEPS, GradeOptions, grade_file, grade_files
-from grade.presets import KeyFrame, Library, build_preset, fit_look_lut, read_preset
+from grade.presets import KeyFrame, build_preset, fit_look_lut, read_preset
 from grade.shots import detect_shots
 from grade.train import TrainReport, TrainSettings, train_look
 from grade.transfer import TransferSettings, fast_lut

@@ -27,8 +27,9 @@ from pydantic import ValidationError
 from grade.errors import InputError
 from grade.io import image as image_io
 from grade.io.atomic import atomic_output
+from grade.library import Library
 from grade.model.look import LearnedLook
-from grade.presets import Library, Preset, build_preset, fit_look_lut, read_preset, validate_name, write_preset
+from grade.presets import Preset, build_preset, fit_look_lut, read_preset, validate_name, write_preset
 from grade.progress import NullProgress, Progress
 from grade.shots import ShotList, ShotSettings
 from grade.shots import detect_shots as _detect_shots

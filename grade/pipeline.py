@@ -22,9 +22,10 @@ from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_name, check_output_path
+from grade.library import Library
 from grade.model.look import LearnedLook
 from grade.options import GradeOptions, GradeReport
-from grade.presets import KeyFrame, Library, Preset, build_preset
+from grade.presets import KeyFrame, Preset, build_preset
 from grade.preview import colour_ramp, contact_sheet
 from grade.progress import NullProgress, Progress
 from grade.render import RenderJob, analyse_job, render_still_job, render_video_job, stream_video_job

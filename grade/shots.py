@@ -19,7 +19,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import av
 import cv2
@@ -27,6 +26,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from grade.io.decode import VideoInfo, decode_video, probe, rgb_kwargs
+from grade.io.timecode import frames_timecode
+from grade.transitions import Transition, exposure_gains, fade_transitions, find_dissolves, gain_step, is_blank
 
 
 @dataclass(frozen=True)
@@ -68,21 +69,6 @@ class Shot(BaseModel):
         return self.end - self.start
 
 
-class Transition(BaseModel):
-    """A gradual transition over frames ``[start, end)``: a ``dissolve`` between the shots before and
-    after it (each side keeps its own look, the two looks cross-fade over it), or a ``fade-out`` to /
-    ``fade-in`` from black (the shot's look, darkened: the frames' ``gains``)."""
-
-    kind: Literal["dissolve", "fade-out", "fade-in"]
-    start: int
-    end: int
-    start_time: float = 0.0
-    end_time: float = 0.0
-    start_tc: str = ""
-    end_tc: str = ""
-    weights: list[float] = []  # dissolves: how far each frame is mixed into the next shot (0..1)
-
-
 @dataclass
 class ShotList:
     shots: list[Shot]
@@ -103,12 +89,12 @@ class ShotList:
 
 
 def timecode(seconds: float, fps: float) -> str:
-    """``HH:MM:SS:FF`` (non-drop) for a time in seconds at a frame rate."""
-    nominal = max(1, int(round(fps)))
-    total = int(round(seconds * fps))
-    ff = total % nominal
-    s = total // nominal
-    return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}:{ff:02d}"
+    """``HH:MM:SS:FF`` (non-drop) for a time in seconds at a frame rate.
+
+    >>> timecode(61.5, 24)
+    '00:01:01:12'
+    """
+    return frames_timecode(int(round(seconds * fps)), fps)
 
 
 def _hsv_change(a: np.ndarray, b: np.ndarray) -> float:
@@ -125,11 +111,6 @@ def _hist(small_rgb: np.ndarray) -> np.ndarray:
 def _sharpness(rgb: np.ndarray) -> float:
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     return float(cv2.Laplacian(gray, cv2.CV_32F).var())
-
-
-def _is_blank(gray: np.ndarray, settings: ShotSettings) -> bool:
-    """Black, a flat colour, or a title card (mostly black): no look can be learned from it."""
-    return bool((gray < settings.dark_level).mean() >= settings.dark_share or gray.std() < 2.0)
 
 
 class _ShotBuilder:
@@ -160,7 +141,7 @@ class _ShotBuilder:
             return
         rgb = self._small(frame, kw)
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        blank = _is_blank(gray, self.settings)
+        blank = is_blank(gray, self.settings)
         self.candidates.append((index, rgb, hist, _sharpness(rgb), float(gray.mean()), blank, fading))
         if len(self.candidates) > 2 * self.settings.candidates:
             self.stride *= 2
@@ -192,86 +173,6 @@ class _ShotBuilder:
             score[0] -= 0.1
         i = int(np.argmax(score))
         return pool[i][0], pool[i][1], self.next_frames.get(pool[i][0]), not usable
-
-
-def find_dissolves(thumbs: np.ndarray, fades: np.ndarray, settings: ShotSettings) -> list[tuple[int, int, list[float]]]:
-    """Dissolves ``[(start, end, weights)]`` in a run of frames, from their small copies ``thumbs``
-    ``(n, D)``: a stretch whose frames are, one by one, a mix ``(1 - w) · A + w · B`` of the frame before
-    it and the frame after it (a dissolve mixes two shots pixel by pixel, so their small copies mix
-    too), with ``w`` rising from 0 to 1 (linearly or eased: ``weights`` are the fitted ones), between two
-    frames of different content, gradual (no step a cut) and not a fade (``fades`` ``(n,)``).
-
-    >>> a, b = np.zeros((1, 12)), np.full((1, 12), 90.0)
-    >>> w = np.linspace(0, 1, 12)[:, None]
-    >>> run = np.concatenate([np.repeat(a, 10, 0), (1 - w) * a + w * b, np.repeat(b, 10, 0)])
-    >>> [(s, e) for s, e, _ in find_dissolves(run, np.zeros(len(run), bool), ShotSettings())]
-    [(11, 21)]
-    """
-    n = len(thumbs)
-    if n < settings.dissolve_min + 2:
-        return []
-    steps = np.concatenate([[0.0], np.abs(np.diff(thumbs, axis=0)).mean(1)])
-    path = np.cumsum(steps)
-    found: list[tuple[float, int, int, np.ndarray]] = []
-    for length in range(settings.dissolve_max, settings.dissolve_min - 1, -1):
-        s = np.arange(0, n - length - 1)
-        if not len(s):
-            continue
-        e = s + length + 1  # frames s and e are the two sides; s+1 .. e-1 the mix
-        d = np.abs(thumbs[e] - thumbs[s]).mean(1)
-        ok = (d >= 12.0) & (path[e] - path[s] <= 1.5 * d)
-        for i in np.nonzero(ok)[0]:
-            a, b = s[i], e[i]
-            if steps[a + 1 : b + 1].max() > 0.35 * d[i] or fades[a + 1 : b].mean() > 0.5:
-                continue
-            k = float(thumbs[b] @ thumbs[a]) / max(float(thumbs[a] @ thumbs[a]), 1e-9)
-            if np.abs(thumbs[b] - k * thumbs[a]).mean() < 0.3 * d[i]:
-                continue  # the far side is the near side darkened or brightened: a fade, not a dissolve
-            span = thumbs[b] - thumbs[a]
-            w = np.clip((thumbs[a + 1 : b] - thumbs[a]) @ span / max(float(span @ span), 1e-9), 0, 1)
-            if np.diff(w).min(initial=0) < -0.05 or w[0] > 0.35 or w[-1] < 0.65:
-                continue  # not one shot turning into the other
-            mix = thumbs[a] + w[:, None] * span
-            resid = np.abs(thumbs[a + 1 : b] - mix).mean()
-            if resid <= settings.dissolve_fit * d[i]:
-                found.append((resid / d[i], int(a + 1), int(b), w))
-    chosen: list[tuple[int, int, list[float]]] = []
-    # the longest first (its frames that are not mixed yet are trimmed below), then the best fit
-    for _, a, _b, w in sorted(found, key=lambda f: (-(f[2] - f[1]), f[0])):
-        inside = np.nonzero((w > 0.05) & (w < 0.95))[0]  # frames that are not yet / no longer mixed
-        if not len(inside):
-            continue
-        lo, hi = a + int(inside[0]), a + int(inside[-1]) + 1
-        if all(hi <= x or lo >= y for x, y, _ in chosen):
-            chosen.append((lo, hi, [round(float(v), 4) for v in w[lo - a : hi - a]]))
-    return sorted(chosen)
-
-
-def exposure_gains(steps: np.ndarray, fades: np.ndarray, key: int) -> np.ndarray:
-    """Per frame of a shot, its exposure relative to the key frame ``key`` (``(n,)``): the product of the
-    gain steps (``steps[t]``: frame ``t`` is frame ``t - 1`` × this, where ``fades[t]``) between them.
-
-    >>> steps = np.array([1, np.inf, 2.0, 2.0, 1.0, 1.0, 0.5, 0.0])
-    >>> fades = np.array([False, True, True, True, False, False, True, True])
-    >>> exposure_gains(steps, fades, 4).tolist()
-    [0.0, 0.25, 0.5, 1.0, 1.0, 1.0, 0.5, 0.0]
-    """
-    n = len(steps)
-    g = np.ones(n, np.float64)
-    for t in range(key + 1, n):
-        c = steps[t]
-        g[t] = g[t - 1] * c if fades[t] and np.isfinite(c) else g[t - 1]
-    for t in range(key, 0, -1):
-        c = steps[t]
-        if fades[t] and not np.isfinite(c):
-            g[t - 1] = 0.0  # frame t came up from black
-        elif fades[t] and c > 1e-3:
-            g[t - 1] = g[t] / c
-        else:
-            g[t - 1] = g[t]
-    g = np.clip(g, 0.0, 4.0)
-    g[np.abs(g - 1) < 0.02] = 1.0
-    return g.astype(np.float32)
 
 
 def detect_shots(
@@ -376,7 +277,7 @@ def detect_shots(
             g = exposure_gains(np.array(steps[a:b]), np.array(fades[a:b]), key - a)
             gains.append(g)
             finished.append({"start": a, "end": b, "key": key, "img": img, "next": nxt, "flat": flat})
-            _fade_transitions(g, a, transitions)
+            fade_transitions(g, a, transitions)
             if mix is not None:
                 transitions.append(Transition(kind="dissolve", start=mix[0], end=mix[1], weights=mix[2]))
                 if on_transition:  # before the shots it joins are handed out
@@ -400,11 +301,11 @@ def detect_shots(
         changes.append(0.0 if prev_hsv is None else _hsv_change(hsv, prev_hsv))
         prev_hsv = hsv
         gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        step, fade = _gain_step(gray, prev_gray, settings)
+        step, fade = gain_step(gray, prev_gray, settings)
         prev_gray = gray
         steps.append(step)
         fades.append(fade)
-        darks.append(_is_blank(gray, settings))
+        darks.append(is_blank(gray, settings))
         t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else index / info.fps
         times.append(t)
         thumb = cv2.resize(small, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
@@ -454,39 +355,3 @@ def detect_shots(
     return ShotList(
         shots=shots, keys=keys, frames=index, neighbours=neighbours, transitions=transitions, gains=all_gains
     )
-
-
-def _gain_step(gray: np.ndarray, prev: np.ndarray | None, settings: ShotSettings) -> tuple[float, bool]:
-    """How frame ``gray`` relates to the previous one: ``(c, fade)`` with ``gray ≈ c · prev`` (least
-    squares; ``inf`` out of black) and whether that gain explains the change (a fade or flash step,
-    not motion or a cut)."""
-    if prev is None:
-        return float("nan"), False
-    pp = float((prev * prev).mean())
-    if pp < 4.0:  # the previous frame is black
-        return (float("inf"), True) if float((gray * gray).mean()) >= 4.0 else (1.0, False)
-    c = float((gray * prev).mean()) / pp
-    plain = float(np.abs(gray - prev).mean())
-    scaled = float(np.abs(gray - c * prev).mean())
-    fade = abs(c - 1) > settings.fade_step and plain > 0.4 and scaled < 0.5 * plain
-    return c, fade
-
-
-def _fade_transitions(gains: np.ndarray, offset: int, out: list[Transition]) -> None:
-    """Fades to and from black at the ends of a shot (``gains`` ``(n,)`` of its frames)."""
-    n = len(gains)
-    if n < 3:
-        return
-    dark = gains < 0.15
-    if dark[-1] and not dark.all():  # fades out: the last frames go down to black
-        t = n - 1
-        while t > 0 and gains[t - 1] < 1.0 and gains[t - 1] >= gains[t]:
-            t -= 1
-        if n - t >= 3:
-            out.append(Transition(kind="fade-out", start=offset + t, end=offset + n))
-    if dark[0] and not dark.all():  # fades in from black
-        t = 0
-        while t < n - 1 and gains[t + 1] < 1.0 and gains[t + 1] >= gains[t]:
-            t += 1
-        if t >= 2:
-            out.append(Transition(kind="fade-in", start=offset, end=offset + t + 1))

@@ -18,18 +18,11 @@ from grade.cli import main
 from grade.cube import read_cube, write_cube
 from grade.errors import InputError, OutputError
 from grade.io.image import to_tensor
+from grade.library import Library
 from grade.lut import apply_lut, identity_lut
 from grade.model.look import LookSettings
 from grade.pipeline import preset_grade
-from grade.presets import (
-    SUFFIX,
-    Library,
-    build_preset,
-    preset_bytes,
-    read_preset,
-    validate_name,
-    write_preset,
-)
+from grade.presets import SUFFIX, build_preset, preset_bytes, read_preset, validate_name, write_preset
 from grade.train import TrainSettings, train_look
 from grade.transfer import fast_lut
 

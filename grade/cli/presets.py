@@ -11,7 +11,8 @@ import torch
 
 from grade.errors import InputError
 from grade.io.atomic import atomic_output, check_output_path
-from grade.presets import Library, Preset, fit_look_lut, read_preset
+from grade.library import Library
+from grade.presets import Preset, fit_look_lut, read_preset
 
 
 def data_console():

@@ -189,7 +189,7 @@ def _scene_sources(looks: LooksFile | None, settings: ConformSettings, options) 
             if not p.is_file():
                 raise InputError(f"no such {kind} file: {p}")
             return {kind: str(p)}, fingerprint(kind, file_fingerprint(p))
-        from grade.presets import Library
+        from grade.library import Library
 
         path, _ = Library(options.library).locate(value)
         return {"preset": str(path)}, fingerprint("preset", file_fingerprint(path))
