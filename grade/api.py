@@ -15,7 +15,6 @@ line each, naming the argument or field at fault.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,9 +26,9 @@ from pydantic import ValidationError
 from grade.errors import InputError
 from grade.io import image as image_io
 from grade.io.atomic import atomic_output
-from grade.library import Library
+from grade.library import read_look
 from grade.model.look import LearnedLook
-from grade.presets import Preset, build_preset, fit_look_lut, read_preset, validate_name, write_preset
+from grade.presets import Preset, build_preset, fit_look_lut, write_preset
 from grade.progress import NullProgress, Progress
 from grade.shots import ShotList, ShotSettings
 from grade.shots import detect_shots as _detect_shots
@@ -174,18 +173,7 @@ def load_look(source: str | Path, strength: float = 1.0, regional: float = 1.0) 
     ...     load_look(cube).mode
     'lut'
     """
-    text = str(source)
-    path = Path(text).expanduser()
-    if path.suffix.lower() == ".cube":
-        from grade.cube import read_cube
-
-        lut = read_cube(path)
-        name = re.sub(r"[^A-Za-z0-9_.+-]", "-", path.stem)[:64].strip(".-") or "cube"
-        preset = build_preset(validate_name(name if name[0].isalnum() else f"c{name}"), mode="lut", lut=lut)
-    elif path.suffix.lower() == ".gpreset":
-        preset = read_preset(path)
-    else:
-        preset = Library().load(text)
+    preset = read_look(source)
     return Look(preset, strength, regional)
 
 

@@ -124,3 +124,33 @@ class Library:
 def _safe_stem(path: Path) -> str:
     stem = re.sub(r"[^A-Za-z0-9_.+-]", "_", path.stem).strip("._") or "imported"
     return validate_name(stem[:64])
+
+
+def read_look(source: str | Path, library: str | Path | None = None) -> Preset:
+    """The one reader for every look kind kept on disk, as a :class:`~grade.presets.Preset`: a ``.cube``
+    3D LUT (a ``lut`` preset named after the file), a ``.gpreset`` file, or the name of a preset in the
+    library (``library``, else ``$GRADE_PRESETS`` or the platform's data folder).
+
+    >>> import tempfile
+    >>> from grade.cube import write_cube
+    >>> from grade.lut import identity_lut
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_cube(Path(d) / "day (v2).cube", identity_lut(5))
+    ...     p = read_look(Path(d) / "day (v2).cube")
+    >>> p.name, p.manifest.mode, tuple(p.lut.shape)
+    ('day--v2', 'lut', (3, 5, 5, 5))
+
+    Raises:
+        InputError: the file is not a valid look, or no preset has that name.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".cube":
+        from grade.cube import read_cube
+
+        lut = read_cube(path)
+        name = re.sub(r"[^A-Za-z0-9_.+-]", "-", path.stem)[:64].strip(".-") or "cube"
+        return build_preset(validate_name(name if name[0].isalnum() else f"c{name}"), mode="lut", lut=lut)
+    if path.suffix.lower() == SUFFIX:
+        return read_preset(path)
+    return Library(library).load(text)

@@ -22,7 +22,7 @@ from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_name, check_output_path
-from grade.library import Library
+from grade.library import Library, read_look
 from grade.model.look import LearnedLook
 from grade.options import GradeOptions, GradeReport
 from grade.presets import KeyFrame, Preset, build_preset
@@ -97,9 +97,7 @@ def _look_source(look: Path | np.ndarray | Preset | None, options: GradeOptions)
             f"no look given: use {setting('look', 'REFERENCE')} (a still or a .cube LUT) or {setting('preset', 'NAME')}"
         )
     if look.suffix.lower() == ".cube":
-        from grade.cube import read_cube
-
-        return _LookSource(label=str(look), kind="cube", lut=read_cube(look))
+        return _LookSource(label=str(look), kind="cube", lut=read_look(look).lut)
     ref, thumb = image_io.load_reference(look, options.working_side)
     return _LookSource(label=str(look), kind="reference", reference=ref, thumb=thumb)
 

@@ -62,10 +62,9 @@ def _worker_render(
     import signal
     import time
 
-    from grade.cube import read_cube
+    from grade.library import read_look
     from grade.options import GradeOptions
-    from grade.presets import read_preset
-    from grade.shotgrade import ShotGrade, preset_grade
+    from grade.shotgrade import preset_grade
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides; atomic outputs clean up on exit
     t = time.perf_counter()
@@ -74,12 +73,8 @@ def _worker_render(
         for g in _WORKER_GRADES.values():
             g.release()
         _WORKER_GRADES.clear()
-        kind, path = spec
-        grade = (
-            ShotGrade(read_cube(path), strength)
-            if kind == "cube"
-            else preset_grade(read_preset(path), strength, stabilise, options.regional)
-        )
+        _, path = spec  # a .cube or a .gpreset (a library preset or the scene's trained look)
+        grade = preset_grade(read_look(path), strength, stabilise, options.regional)
         _WORKER_GRADES[spec] = grade
     frames = render_event(_WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options)
     return frames, time.perf_counter() - t

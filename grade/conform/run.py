@@ -216,19 +216,17 @@ def _scene_grade(
     import torch
 
     from grade.cdl import apply_cdl
-    from grade.cube import read_cube
     from grade.io import image as image_io
+    from grade.library import read_look
     from grade.presets import SUFFIX, build_preset, read_preset, write_preset
-    from grade.shotgrade import ShotGrade, fit_shots, preset_grade
+    from grade.shotgrade import fit_shots, preset_grade
     from grade.shots import detect_shots
 
     desc, fp = source
-    if "cube" in desc:
-        return ShotGrade(read_cube(desc["cube"]), options.strength), ("cube", desc["cube"]), False
-    if "preset" in desc:
-        preset = read_preset(desc["preset"])
-        grade = preset_grade(preset, options.strength, options.stabilise, options.regional)
-        return grade, ("preset", desc["preset"]), False
+    for kind in ("cube", "preset"):  # a look kept on disk: one reader for both
+        if kind in desc:
+            grade = preset_grade(read_look(desc[kind]), options.strength, options.stabilise, options.regional)
+            return grade, (kind, desc[kind]), False
     grading = options.settings_of("training")
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
     key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
