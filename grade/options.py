@@ -43,6 +43,13 @@ class GradeOptions(BaseModel):
     preset: str | None = _role("look")  # grade with a saved preset (library name or file path)
     refine: bool = _role("look", False)  # fine-tune the preset on this input's key frames
     joint: bool = _role("look", False)  # one look for all shots of all inputs (a scene)
+    # colour management (grade.colourspace): none unless a space is named, a preset was made in a working
+    # space, or the container's tags say PQ / HLG
+    input_space: str | None = _role("training")  # the footage's colour space (OCIO name or alias: slog3, ...)
+    working_space: str | None = _role("training")  # where the look is fitted and applied (default ACEScct)
+    ocio_config: str | None = _role("training")  # an OCIO config file or ocio:// name (default: ACES studio)
+    output_space: str | None = _role("picture")  # default: Rec.709 for log input, else the input's own space
+    keep_log: bool = _role("picture", False)  # write the graded picture back in the input's space
     strength: float = _role("picture", 1.0, ge=0.0, le=1.0)
     # learned looks: how much of the regional (per-material) grade goes on top of the global one
     # (0: the global look of fast mode, 1: the full regional look)
@@ -145,4 +152,5 @@ class GradeReport(BaseModel):
     preset_saved: str | None = None
     damaged: Damage | None = None  # the input broke off: what was graded, and where it broke
     warnings: list[str] = []
+    colour: dict[str, str] | None = None  # colour-managed: the input, working and output spaces
     seconds: dict[str, float] = {}

@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from grade.colourspace import colour_pipeline, space_of_tags
 from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
@@ -194,12 +195,30 @@ def grade_files(
     timings: dict[str, float] = {}
     t = time.perf_counter()
     src = _look_source(look, options)
+    preset_working = src.preset.manifest.working_space if src.preset is not None else None
+    for job in jobs:
+        tagged = space_of_tags(job.info.color_trc) if job.info is not None else None
+        job.colour = colour_pipeline(
+            options.input_space,
+            options.working_space,
+            options.output_space,
+            options.keep_log,
+            options.ocio_config,
+            tagged,
+            preset_working,
+        )
+    colour = next((j.colour for j in jobs if j.colour is not None), None)
+    if colour is not None and src.reference is not None:  # the still's sRGB, seen through the display's view
+        src.reference = colour.reference(src.reference)
     timings["look"] = time.perf_counter() - t
 
     joint = options.joint or options.save_preset is not None
     if len(jobs) == 1 and jobs[0].info is not None and src.kind == "reference" and options.mode == "fast" and not joint:
         # one video, a fitted look per shot: analysis and fitting run while earlier shots render
         fields, shared = stream_video_job(jobs[0], src.reference, options, progress, timings)
+        if jobs[0].colour is not None:
+            c = jobs[0].colour
+            fields["colour"] = {"input": c.input, "working": c.working, "output": c.output}
         reports = [_report(jobs[0].source, jobs[0].out, src, options, device, dict(timings), **fields)]
         return _finish(jobs, src, shared, reports, options, library, guarded, look)
 
@@ -242,6 +261,8 @@ def grade_files(
         t = time.perf_counter()
         render = render_still_job if job.info is None else render_video_job
         fields = render(job, options, progress)
+        if job.colour is not None:
+            fields["colour"] = {"input": job.colour.input, "working": job.colour.working, "output": job.colour.output}
         timings["render"] = timings.get("render", 0.0) + time.perf_counter() - t
         reports.append(_report(job.source, job.out, src, options, device, dict(timings), shots=job.shots, **fields))
     return _finish(jobs, src, shared, reports, options, library, guarded, look)
@@ -256,8 +277,8 @@ def _finish(jobs, src: _LookSource, shared, reports, options: GradeOptions, libr
                 f"{j.source.stem[:12]} {s.index + 1} @{s.key_tc}"
                 if len(jobs) > 1
                 else f"shot {s.index + 1} @{s.key_tc}",
-                k,
-                g.thumb(k),
+                j.colour.frame_out(k) if j.colour is not None else k,
+                j.colour.frame_out(g.thumb(k)) if j.colour is not None else g.thumb(k),
             )
             for j in jobs
             for s, k, g in zip(j.shots, j.keys, j.grades)
@@ -297,6 +318,7 @@ def _save_preset(library: Library, src: _LookSource, grade: ShotGrade, jobs, opt
         scene=options.scene,
         notes=options.notes,
         train_settings=train,
+        working_space=jobs[0].colour.working if jobs[0].colour is not None else None,
     )
     return library.save(preset, force=options.force_preset)
 

@@ -108,6 +108,7 @@ class Manifest(BaseModel):
     key_frames: list[KeyFrame] = []
     lut_size: int = Field(ge=2, le=256)
     lut_error: LutError | None = None
+    working_space: str | None = None  # the OCIO colour space the look works in (None: display RGB)
     content_sha256: str = ""
 
 
@@ -241,6 +242,7 @@ def build_preset(
     scene: str | None = None,
     notes: str = "",
     train_settings: dict | None = None,
+    working_space: str | None = None,
 ) -> Preset:
     """Assemble a preset from a fitted or trained look (computes the fitted LUT and its error)."""
     validate_name(name)
@@ -260,6 +262,7 @@ def build_preset(
         key_frames=key_frames or [],
         lut_size=lut.shape[-1],
         lut_error=err,
+        working_space=working_space,
     )
     return Preset(manifest, lut.float().contiguous(), fitted, learned, ref, keys)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grade.colourspace import ColourPipeline
 from grade.errors import InputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
@@ -41,6 +42,7 @@ class RenderJob:
     still: image_io.Still | None = None
     grades: list[ShotGrade] = field(default_factory=list)
     timeline: Timeline | None = None  # per-frame gains (fades) and dissolves
+    colour: ColourPipeline | None = None  # colour-managed: frames and key frames go through the working space
 
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
@@ -48,6 +50,8 @@ def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> No
     if job.info is None:
         job.still = image_io.read_image(job.source, what="input")
         job.keys = [image_io.thumbnail(job.still.rgb, options.working_side)]
+        if job.colour is not None:
+            job.keys = [job.colour.frame_in(k) for k in job.keys]
         job.shots = [Shot(index=0, start=0, end=1, start_time=0, end_time=0, key_frame=0, key_time=0)]
         return
     with progress.stage("analyse", job.info.frames) as task:
@@ -55,12 +59,18 @@ def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> No
         keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
         shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i), keep_next=keep_next)
     job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
+    if job.colour is not None:  # fitted in the working space
+        job.keys = [job.colour.frame_in(k) for k in job.keys]
+        job.neighbours = [job.colour.frame_in(n) if n is not None else None for n in job.neighbours]
     job.timeline = Timeline([(0, shots.gains)], shots.transitions)
 
 
 def render_still_job(job: RenderJob, options: GradeOptions, progress: Progress) -> dict:
     with progress.stage("render", 1) as task:
-        graded = job.grades[0].grade_still(job.still.rgb)
+        rgb = job.still.rgb if job.colour is None else job.colour.frame_in(job.still.rgb)
+        graded = job.grades[0].grade_still(rgb)
+        if job.colour is not None:
+            graded = job.colour.frame_out(graded)
         data = image_io.encode_image(job.out, graded, job.still.alpha)
         with atomic_output(job.out, force=options.force) as tmp:
             image_io.write_bytes(tmp, data)
@@ -188,7 +198,7 @@ def stream_video_job(
     and fits each one's look while the render grades the shots already fitted. Same result as
     analysing first, then fitting, then rendering; the analysis pass hides behind the encoder."""
     info = job.info
-    native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
+    native = job.colour is None and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
     feed = ShotFeed()
     found: dict = {}
@@ -196,6 +206,8 @@ def stream_video_job(
 
     def on_shot(start: int, end: int, key_frame: int, key: np.ndarray, flat: bool, gains: np.ndarray) -> None:
         t = time.perf_counter()
+        if job.colour is not None:
+            key = job.colour.frame_in(key)
         if flat:  # black, flat, a title card: the global tone mapping only
             lut = tone_lut(reference, TransferSettings(seed=options.seed))
         else:
@@ -239,6 +251,8 @@ def stream_video_job(
         raise feed.error
     shots = found["shots"]
     job.shots, job.keys, job.grades = shots.shots, shots.keys, feed.grades
+    if job.colour is not None:
+        job.keys = [job.colour.frame_in(k) for k in job.keys]
     timings["analyse"] = found["seconds"]
     timings["fit"] = fit_seconds[0]
     timings["render"] = time.perf_counter() - t  # overlaps the analysis and the fitting
@@ -249,7 +263,7 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
     info = job.info
     pick = shots or FixedShots(job)
     current: dict = {"shot": -1}
-    native = video_io.native_yuv420(info, job.out, options.codec, options.crf)
+    native = job.colour is None and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
 
     timeline = getattr(pick, "timeline", None) or job.timeline or Timeline()
@@ -302,6 +316,16 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
 
         return finish
 
+    frame_fn = grade_frame
+    if job.colour is not None:  # input -> working, the grade, working -> output
+        colour = job.colour
+
+        def frame_fn(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
+            out = grade_frame(index, colour.frame_in(pixels))
+            if callable(out):
+                return lambda: colour.frame_out(out())
+            return colour.frame_out(out)
+
     def on_frame(i: int) -> None:
         task.advance()
         if i % 12 == 11:
@@ -319,12 +343,13 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
             job.source,
             tmp,
             info,
-            grade_frame,
+            frame_fn,
             codec=options.codec,
             crf=options.crf,
             on_frame=on_frame,
             pixel_format="yuv420p" if native else None,
             workers=max(1, min(4, (os.cpu_count() or 1) // 2)),
+            output_tags=job.colour.output_tags if job.colour is not None else None,
         )
         damage = damage_of(info, stats.frames, stats.decode_error)
         if damage is not None and options.strict:  # before the output is published: nothing is written

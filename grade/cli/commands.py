@@ -40,6 +40,11 @@ def _options(args: argparse.Namespace, **extra):
         library=args.library,
         stabilise=args.stabilise,
         strict=getattr(args, "strict", False),
+        input_space=args.input_space,
+        working_space=args.working_space,
+        output_space=args.output_space,
+        keep_log=args.keep_log,
+        ocio_config=args.ocio_config,
         **extra,
     )
 

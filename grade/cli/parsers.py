@@ -78,6 +78,23 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a damaged input (a truncated or cut file: decoding ends early) is an error, and nothing is written",
     )
+    p.add_argument(
+        "--input-space",
+        metavar="NAME",
+        help="the footage's colour space: an OCIO name or rec709, srgb, slog3, logc3, logc4, vlog, clog3, log3g10, "
+        "applelog, davinci-intermediate, acescct, linear-rec709, rec2100-pq, rec2100-hlg (default: PQ/HLG from "
+        "the container's tags, else Rec.709 display video, graded without colour management)",
+    )
+    p.add_argument(
+        "--working-space", metavar="NAME", help="colour space the look is fitted and applied in (default ACEScct)"
+    )
+    p.add_argument(
+        "--output-space",
+        metavar="NAME",
+        help="colour space written (default: Rec.709 through the ACES view for log input, else the input's own)",
+    )
+    p.add_argument("--keep-log", action="store_true", help="write the graded picture back in the input's space")
+    p.add_argument("--ocio-config", metavar="FILE", help="an OCIO config (file or ocio://...; default: ACES studio)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
     p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")

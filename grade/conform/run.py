@@ -37,6 +37,11 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
 
     progress = progress or NullProgress()
     out_dir = Path(out_dir)
+    managed = [
+        f for f in ("input_space", "working_space", "output_space", "keep_log", "ocio_config") if getattr(options, f)
+    ]
+    if managed:  # not silently ignored: a conform renders display RGB only (so far)
+        raise InputError(f"{setting(managed[0])}: a conform does not do colour management yet; grade the shots singly")
     edit = read_edit(edit_path, settings.rate)
     looks = read_looks(settings.looks) if settings.looks else None
     if looks is None and settings.look is None and options.preset is None:

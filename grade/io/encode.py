@@ -66,6 +66,7 @@ def render_video(
     pixel_format: str | None = None,
     frames: tuple[int, int] | None = None,
     workers: int = 1,
+    output_tags: dict | None = None,
 ) -> RenderStats:
     """Decode ``source``, pass each frame's pixels through ``grade(index, pixels)``, encode to ``target``.
 
@@ -77,6 +78,9 @@ def render_video(
     ``frames=(start, end)`` renders only that range of the source's frames (decode order, counted
     from 0; an edit's event with handles): the output starts at time 0, its timecode tag is the
     source's timecode at ``start``, ``index`` counts from 0, and other streams are left out.
+
+    ``output_tags`` (``color_primaries``, ``color_trc``, ``colorspace``) replace the source's colour tags
+    and YCbCr matrix in the output (a colour-managed grade writes another space than it read).
 
     ``pixel_format`` is what ``grade`` receives: :func:`rgb_format` by default, or ``"yuv420p"``
     (planes as PyAV lays them out, ``(H * 3 // 2, W)``) when :func:`native_yuv420` allows it.
@@ -108,7 +112,7 @@ def render_video(
         decoder_limits(vin)
         vout = FrameEncoder(
             out_box,
-            info,
+            info.model_copy(update=output_tags) if output_tags else info,
             encoder,
             opts,
             pix_fmt,

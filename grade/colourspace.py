@@ -1,0 +1,251 @@
+"""Colour management with OpenColorIO: camera log and wide-gamut footage in, a scene-referred working
+space for the look, the right display out.
+
+Without a colour space named anywhere, ``grade`` does no colour management at all: Rec.709 footage is
+graded as the display RGB it is (same output, same speed as before). With ``--input-space`` (or a
+preset made in a working space, or PQ / HLG tags on the container) every stage works in the working
+space (default ACEScct): the key frames and the frames are converted into it, the reference still is
+converted from sRGB through the inverse of the display's view, the look is fitted and applied there,
+and the result goes out through the output display's view (or back into the input's space with
+``--keep-log``).
+
+The transforms come from OCIO's built-in ACES studio config (``ocio://studio-config-latest``, shipped
+inside the ``opencolorio`` wheel) or a show's own config. Each is baked once into a 65-point 3D LUT over
+the code values (the project's LUT kernels then apply it in a few milliseconds a frame); the bake
+is checked against OCIO's processor in the benchmarks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from grade.errors import InputError, setting
+
+DEFAULT_CONFIG = "ocio://studio-config-latest"
+DEFAULT_WORKING = "ACEScct"
+BAKE_SIZE = 65
+
+# short names a colourist types -> colour spaces of the ACES studio config
+ALIASES = {
+    "rec709": "Rec.1886 Rec.709 - Display",
+    "srgb": "sRGB - Display",
+    "slog3": "S-Log3 S-Gamut3.Cine",
+    "logc3": "ARRI LogC3 (EI800)",
+    "logc4": "ARRI LogC4",
+    "vlog": "V-Log V-Gamut",
+    "clog3": "CanonLog3 CinemaGamut D55",
+    "log3g10": "Log3G10 REDWideGamutRGB",
+    "applelog": "Apple Log",
+    "davinci-intermediate": "DaVinci Intermediate WideGamut",
+    "acescct": "ACEScct",
+    "acescc": "ACEScc",
+    "acescg": "ACEScg",
+    "linear-rec709": "Linear Rec.709 (sRGB)",
+    "rec2100-pq": "Rec.2100-PQ - Display",
+    "rec2100-hlg": "Rec.2100-HLG - Display",
+    "p3-d65": "Display P3 - Display",
+}
+
+# container colour tags (primaries, transfer, matrix) written for a display colour space
+_TAGS = {
+    "Rec.1886 Rec.709 - Display": (1, 1, 1),
+    "sRGB - Display": (1, 13, 1),
+    "Rec.2100-PQ - Display": (9, 16, 9),
+    "Rec.2100-HLG - Display": (9, 18, 9),
+}
+
+
+@functools.lru_cache(maxsize=4)
+def load_config(source: str | None = None):
+    """The OCIO config: a file path or an ``ocio://`` built-in name (default: the ACES studio config)."""
+    import PyOpenColorIO as ocio
+
+    source = source or DEFAULT_CONFIG
+    try:
+        return ocio.Config.CreateFromFile(str(source))
+    except Exception as e:  # OCIO raises its own Exception type, with a readable message
+        raise InputError(f"{setting('ocio_config', 'FILE')}: cannot load {source}: {str(e).splitlines()[0]}") from None
+
+
+def names(config) -> list[str]:
+    """Every colour space name of ``config`` and the aliases that resolve in it."""
+    spaces = list(config.getColorSpaceNames())
+    return [a for a, n in ALIASES.items() if n in spaces] + spaces
+
+
+def resolve(name: str, config=None, what: str = "input_space") -> str:
+    """The config's colour space for ``name``: an alias (``slog3``), an exact or case-insensitive name.
+
+    >>> resolve("slog3")
+    'S-Log3 S-Gamut3.Cine'
+    >>> resolve("acescct")
+    'ACEScct'
+
+    Raises:
+        InputError: unknown, with the closest names.
+    """
+    config = config or load_config()
+    spaces = list(config.getColorSpaceNames())
+    key = name.strip()
+    if key.lower() in ALIASES and ALIASES[key.lower()] in spaces:
+        return ALIASES[key.lower()]
+    if key in spaces:
+        return key
+    folded = {s.lower(): s for s in spaces}
+    if key.lower() in folded:
+        return folded[key.lower()]
+    close = difflib.get_close_matches(key.lower(), [n.lower() for n in names(config)], n=3, cutoff=0.3)
+    lookup = {n.lower(): n for n in names(config)}
+    hint = ", ".join(repr(lookup[c]) for c in close) or "see `grade help`"
+    raise InputError(f"{setting(what, 'NAME')}: unknown colour space {name!r}; closest: {hint}")
+
+
+def is_display(name: str, config=None) -> bool:
+    """Whether a colour space is display-referred (Rec.709 video, sRGB, PQ, HLG) rather than scene-referred."""
+    import PyOpenColorIO as ocio
+
+    config = config or load_config()
+    return config.getColorSpace(name).getReferenceSpaceType() == ocio.REFERENCE_SPACE_DISPLAY
+
+
+def space_of_tags(color_trc: int) -> str | None:
+    """The input colour space that a container's transfer tag states unambiguously (PQ, HLG), else None:
+    BT.709 and sRGB tags are display video, graded as it is without colour management."""
+    return {16: "Rec.2100-PQ - Display", 18: "Rec.2100-HLG - Display"}.get(color_trc)
+
+
+def _processor(src: str, dst: str, config):
+    """An OCIO CPU processor from ``src`` to ``dst``; between a display and a scene-referred space it goes
+    through the display's default view (the ACES 2.0 SDR/HDR output transforms in the studio config)."""
+    import PyOpenColorIO as ocio
+
+    src_display, dst_display = is_display(src, config), is_display(dst, config)
+    if src_display == dst_display:
+        transform = ocio.ColorSpaceTransform(src=src, dst=dst)
+    elif dst_display:
+        transform = ocio.DisplayViewTransform(src=src, display=dst, view=config.getDefaultView(dst))
+    else:
+        transform = ocio.DisplayViewTransform(
+            src=dst, display=src, view=config.getDefaultView(src), direction=ocio.TRANSFORM_DIR_INVERSE
+        )
+    return config.getProcessor(transform).getDefaultCPUProcessor()
+
+
+def ocio_apply(rgb: np.ndarray, src: str, dst: str, config=None) -> np.ndarray:
+    """``(..., 3)`` float RGB converted by OCIO's own processor (a reference for the baked LUTs)."""
+    config = config or load_config()
+    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+    flat = out.reshape(-1, 3)
+    _processor(src, dst, config).applyRGB(flat)
+    return out
+
+
+def bake(src: str, dst: str, config=None, size: int = BAKE_SIZE) -> torch.Tensor:
+    """The transform ``src -> dst`` sampled on a ``size``-point grid of code values in [0, 1]: a
+    ``(3, N, N, N)`` LUT indexed ``[c, r, g, b]`` (:mod:`grade.lut`), outputs clipped to [0, 1]."""
+    from grade.lut import grid_points
+
+    pts = grid_points(size).numpy().astype(np.float32)  # (N^3, 3) RGB
+    out = ocio_apply(pts, src, dst, config)
+    out = np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
+
+
+@dataclass
+class ColourPipeline:
+    """The colour-managed path of one grade: ``input -> working`` for the frames and key frames,
+    ``reference -> working`` for the still, ``working -> output`` for what is written."""
+
+    input: str
+    working: str
+    output: str
+    config_source: str | None = None
+
+    def __post_init__(self) -> None:
+        config = load_config(self.config_source)
+        self.to_working = bake(self.input, self.working, config)
+        self.from_working = bake(self.working, self.output, config)
+        srgb = ALIASES["srgb"] if ALIASES["srgb"] in list(config.getColorSpaceNames()) else self.input
+        self.reference_in = bake(srgb, self.working, config)
+        self._packed: dict[str, object] = {}
+
+    @property
+    def output_tags(self) -> dict | None:
+        """Container colour tags for the output, or None to keep the source's (a log or scene space)."""
+        tags = _TAGS.get(self.output)
+        if tags is None:
+            return None
+        return {"color_primaries": tags[0], "color_trc": tags[1], "colorspace": tags[2]}
+
+    def _apply(self, which: str, pixels: np.ndarray) -> np.ndarray:
+        """A baked transform on a frame in any of the render's layouts (RGBA / RGB uint8, RGB uint16)."""
+        from grade.lut import PackedTable, apply_lut, apply_lut_u16
+
+        lut = getattr(self, which)
+        if pixels.dtype == np.uint16:
+            return apply_lut_u16(lut, np.ascontiguousarray(pixels))
+        if pixels.ndim == 3 and pixels.shape[2] == 4:
+            if which not in self._packed:
+                self._packed[which] = PackedTable(lut)
+            return self._packed[which].apply_rgba(np.ascontiguousarray(pixels))
+        rgb = torch.from_numpy(np.ascontiguousarray(pixels[..., :3])).float().div(255).permute(2, 0, 1)[None]
+        out = apply_lut(lut, rgb)[0].permute(1, 2, 0)
+        return out.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).numpy()
+
+    def frame_in(self, pixels: np.ndarray) -> np.ndarray:
+        """A decoded frame (input space) in the working space, same layout."""
+        return self._apply("to_working", pixels)
+
+    def frame_out(self, pixels: np.ndarray) -> np.ndarray:
+        """A graded frame (working space) in the output space, same layout."""
+        return self._apply("from_working", pixels)
+
+    def reference(self, rgb: torch.Tensor) -> torch.Tensor:
+        """A reference still ``(3, H, W)`` in [0, 1] (sRGB) in the working space."""
+        from grade.lut import apply_lut
+
+        return apply_lut(self.reference_in, rgb[None].float())[0].contiguous()
+
+    def release(self) -> None:
+        self._packed.clear()
+
+
+def colour_pipeline(
+    input_space: str | None,
+    working_space: str | None,
+    output_space: str | None,
+    keep_log: bool,
+    config_source: str | None,
+    tagged: str | None = None,
+    preset_working: str | None = None,
+) -> ColourPipeline | None:
+    """The colour pipeline a grade asks for, or None for none (display footage, nothing named).
+
+    ``tagged`` is the input space the container's tags state (PQ / HLG), ``preset_working`` the working
+    space a preset's look was made in. The output defaults to Rec.709 through the display's view for a
+    scene-referred input, and to the input's own space for a display-referred one; ``keep_log`` writes
+    the input's space whatever it is.
+    """
+    if not any((input_space, working_space, output_space, keep_log, tagged, preset_working, config_source)):
+        return None
+    config = load_config(config_source)
+    src = resolve(input_space, config) if input_space else (tagged or ALIASES["rec709"])
+    working = resolve(working_space or preset_working or DEFAULT_WORKING, config, "working_space")
+    if preset_working and working != resolve(preset_working, config, "working_space"):
+        raise InputError(
+            f"{setting('working_space', 'NAME')}: the preset's look was made in {preset_working!r}, not {working!r}"
+        )
+    if keep_log:
+        if output_space:
+            raise InputError(f"{setting('keep_log')} writes the input's space: leave out {setting('output_space')}")
+        dst = src
+    elif output_space:
+        dst = resolve(output_space, config, "output_space")
+    else:
+        dst = src if is_display(src, config) else ALIASES["rec709"]
+    return ColourPipeline(src, working, dst, config_source)

@@ -1,0 +1,159 @@
+"""Colour-managed grading: one linear scene shot by two cameras (S-Log3 / S-Gamut3.Cine and ARRI LogC3 /
+AWG3), encoded with colour-science (independent of the OCIO code under test) into 16-bit FFV1, graded
+with the same preset and each camera's own ``--input-space``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from clips import cli_args, make_still
+
+from grade.cli import main
+from grade.color import delta_e2000, srgb_to_lab
+from grade.io.video import probe
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # colour-science warns that SciPy is not installed
+    import colour
+
+H, W, FRAMES = 48, 64, 6
+ACES = colour.RGB_COLOURSPACES["ACES2065-1"]
+
+
+def linear_scene(t: int) -> np.ndarray:
+    """ACES2065-1 linear light: a grey ramp, a warm patch, a blue sky band, a highlight above 1."""
+    y, x = np.mgrid[0:H, 0:W] / np.array([H, W], float)[:, None, None]
+    lin = np.stack([0.02 + 0.5 * x, 0.03 + 0.4 * x, 0.04 + 0.3 * x], -1) * (0.9 + 0.1 * y[..., None])
+    lin[8:20, 6:26] = [0.45, 0.18, 0.07]
+    lin[:6] = [0.12, 0.2, 0.45]
+    lin[30:40, 40 + t : 50 + t] = [1.6, 1.5, 1.3]
+    return lin
+
+
+def camera(lin: np.ndarray, kind: str) -> np.ndarray:
+    """The camera's log code values in [0, 1] for linear ACES light."""
+    if kind == "slog3":
+        rgb = colour.RGB_to_RGB(lin, ACES, colour.RGB_COLOURSPACES["S-Gamut3.Cine"], "CAT02")
+        return colour.models.log_encoding_SLog3(rgb)
+    rgb = colour.RGB_to_RGB(lin, ACES, colour.RGB_COLOURSPACES["ARRI Wide Gamut 3"], "CAT02")
+    return colour.models.log_encoding_ARRILogC3(rgb)
+
+
+def write_rgb16(path: Path, frames: list[np.ndarray]) -> Path:
+    with av.open(str(path), "w") as box:
+        s = box.add_stream("ffv1", rate=24)
+        s.width, s.height, s.pix_fmt = W, H, "gbrp16le"
+        for i, code in enumerate(frames):
+            f = av.VideoFrame.from_ndarray((np.clip(code, 0, 1) * 65535 + 0.5).astype(np.uint16), format="rgb48le")
+            f.pts = i
+            for p in s.encode(f):
+                box.mux(p)
+        for p in s.encode():
+            box.mux(p)
+    return path
+
+
+def read_rgb(path: Path, fmt: str = "rgb48le") -> np.ndarray:
+    with av.open(str(path)) as box:
+        return np.stack([f.to_ndarray(format=fmt) for f in box.decode(video=0)])
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main(cli_args(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def cameras(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cameras")
+    scenes = [linear_scene(t) for t in range(FRAMES)]
+    clips = {k: write_rgb16(root / f"{k}.mkv", [camera(s, k) for s in scenes]) for k in ("slog3", "logc3")}
+    clips["reference"] = make_still(root / "reference.png", size=(64, 48), scene=1)
+    clips["root"] = root
+    return clips
+
+
+def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(delta_e2000(srgb_to_lab(a / 65535.0), srgb_to_lab(b / 65535.0))))
+
+
+def test_two_cameras_graded_with_one_preset_agree(capsys, cameras) -> None:
+    root, library = cameras["root"], cameras["root"] / "library"
+    base = ["--mode", "fast", "--library", library, "--codec", "ffv1", "--force", "-q"]
+    code, _, err = run(
+        capsys, cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog3",
+        "--save-preset", "night", "-o", root / "made.mkv", *base,
+    )  # fmt: skip
+    assert code == 0, err
+    outs = {}
+    for cam, space in (("slog3", "slog3"), ("logc3", "logc3"), ("wrong", "slog3")):
+        src = cameras["logc3" if cam == "wrong" else cam]
+        out = root / f"{cam}.graded.mkv"
+        code, o, err = run(capsys, src, "--preset", "night", "--input-space", space, "-o", out, *base[:-1], "--json")
+        assert code == 0, err
+        report = json.loads(o)
+        assert report["colour"]["working"] == "ACEScct"
+        assert report["colour"]["output"] == "Rec.1886 Rec.709 - Display"
+        outs[cam] = read_rgb(out)
+    agree = mean_delta_e(outs["slog3"], outs["logc3"])
+    assert agree <= 1.0, agree
+    # the same preset on the LogC3 clip read as if it were S-Log3: visibly off (the test can tell)
+    assert mean_delta_e(outs["slog3"], outs["wrong"]) > 3 * max(agree, 0.5)
+    # the preset knows its working space
+    from grade.library import Library
+
+    assert Library(library).load("night").manifest.working_space == "ACEScct"
+
+
+def test_keep_log_round_trip_is_within_one_10bit_code(capsys, cameras) -> None:
+    out = cameras["root"] / "identity.mkv"
+    code, _, err = run(
+        capsys, cameras["slog3"], "--look", cameras["reference"], "--mode", "fast", "--strength", "0",
+        "--input-space", "slog3", "--keep-log", "--codec", "ffv1", "-o", out, "--force", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    a, b = read_rgb(cameras["slog3"]).astype(int), read_rgb(out).astype(int)
+    assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
+
+
+def test_log_to_rec709_output_is_tagged(capsys, cameras) -> None:
+    out = cameras["root"] / "tagged.mp4"
+    code, _, err = run(
+        capsys, cameras["logc3"], "--look", cameras["reference"], "--mode", "fast", "--input-space", "logc3",
+        "-o", out, "--force", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    info = probe(out)
+    assert (info.color_primaries, info.color_trc, info.colorspace) == (1, 1, 1)
+    # a log picture seen through the ACES view: not the flat log (its contrast is larger than the log's)
+    graded, flat = read_rgb(out, "rgb24").astype(float), read_rgb(cameras["logc3"], "rgb24").astype(float)
+    assert graded.std() > 1.3 * flat.std()
+
+
+@pytest.mark.parametrize(
+    "flag, value, hint",
+    [("--input-space", "slog4", "'slog3'"), ("--working-space", "ACEScc t", "'ACEScct'")],
+)
+def test_unknown_colour_space_is_one_line_with_the_closest_names(capsys, cameras, flag, value, hint) -> None:
+    out = cameras["root"] / "never.mkv"
+    code, o, err = run(capsys, cameras["slog3"], "--look", cameras["reference"], flag, value, "-o", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert flag in err and "closest" in err and hint in err
+    assert not out.exists()
+
+
+def test_conform_refuses_colour_management_rather_than_ignoring_it(capsys, tmp_path: Path) -> None:
+    edl = tmp_path / "cut.edl"
+    edl.write_text("TITLE: x\n\n001  A001 V C 01:00:00:00 01:00:01:00 01:00:00:00 01:00:01:00\n")
+    (tmp_path / "m").mkdir()
+    code, o, err = run(
+        capsys, "conform", edl, "--media", tmp_path / "m", "--look", tmp_path / "x.cube", "-o", tmp_path / "o",
+        "--input-space", "slog3",
+    )  # fmt: skip
+    assert code == 2 and "--input-space" in err and "colour management" in err
