@@ -1,0 +1,178 @@
+"""Colour management: its cost per 1920x1080 frame, the baked LUTs against OCIO's processor, the
+throughput of a log clip against the same clip in Rec.709, and two cameras graded with one preset.
+
+* cost: ``input -> ACEScct`` and ``ACEScct -> Rec.709`` on one 1080p frame, by OCIO's CPU processor and by
+  the baked 65-point LUTs that ``grade`` uses (8-bit RGBA and 16-bit RGB), medians of ``--repeats``;
+* accuracy: mean / p99 ΔE2000 of the baked round trip against the processor on random code values;
+* throughput: a sample clip (``--frames`` frames at ``--width``) graded in fast mode as Rec.709, and the
+  same pictures as S-Log3 (converted from the Rec.709 pictures through the inverse ACES view, 16-bit)
+  graded with ``--input-space slog3``;
+* cross-camera: the same scene as S-Log3 / S-Gamut3.Cine and as LogC3 / AWG3 (colour-science encodes
+  both, independently of OCIO), one preset, each with its own ``--input-space``: mean ΔE2000 between them.
+
+    python benchmarks/colour_management.py [--repeats 5] [--frames 48] [--width 640]
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from common import copy_video, make_parser, print_system, save_json, shared_dir, system_info, table
+
+from grade.cli import main as grade_main
+from grade.color import delta_e2000, srgb_to_lab
+from grade.colourspace import ALIASES, colour_pipeline, ocio_apply
+from grade.lut import apply_lut
+
+SOURCE = Path("samples/video/04_cotracker_bear.mp4")
+REFERENCE = Path("samples/pairs/34_reference.jpg")
+
+
+def median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def cost(repeats: int) -> list[list]:
+    rows = []
+    cp = colour_pipeline("slog3", None, None, False, None)
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
+    rgb16 = rng.integers(0, 65536, (1080, 1920, 3), dtype=np.uint16)
+    flt = rng.random((1080, 1920, 3), dtype=np.float32)
+    for label, src, dst in (("S-Log3 -> ACEScct", cp.input, cp.working), ("ACEScct -> Rec.709", cp.working, cp.output)):
+        ocio_ms = median_ms(lambda s=src, d=dst: ocio_apply(flt, s, d), repeats)
+        which = "frame_in" if label.startswith("S-Log3") else "frame_out"
+        fn = getattr(cp, which)
+        rgba_ms = median_ms(lambda f=fn: f(rgba), repeats)
+        u16_ms = median_ms(lambda f=fn: f(rgb16), repeats)
+        rows.append([label, ocio_ms, rgba_ms, u16_ms])
+    return rows
+
+
+def accuracy() -> list[list]:
+    rows = []
+    pts = np.random.default_rng(1).random((50000, 3), dtype=np.float32) * 0.9 + 0.05
+
+    def lut(table_, p):
+        return apply_lut(table_, torch.from_numpy(p).T.reshape(1, 3, -1, 1))[0, :, :, 0].T.numpy()
+
+    for space in ("slog3", "logc3", "vlog", "rec709"):
+        cp = colour_pipeline(space, None, None, False, None)
+        exact = np.clip(ocio_apply(np.clip(ocio_apply(pts, cp.input, cp.working), 0, 1), cp.working, cp.output), 0, 1)
+        baked = lut(cp.from_working, lut(cp.to_working, pts))
+        d = np.asarray(delta_e2000(srgb_to_lab(exact), srgb_to_lab(baked)))
+        rows.append([space, float(d.mean()), float(np.quantile(d, 0.99))])
+    return rows
+
+
+def scene_linear(rec709: np.ndarray) -> np.ndarray:
+    """Rec.709 display pictures (uint8) as ACES2065-1 scene light, through the inverse of the ACES view."""
+    return ocio_apply(rec709.astype(np.float32) / 255, ALIASES["rec709"], "ACES2065-1")
+
+
+def log_encode(lin: np.ndarray, kind: str) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import colour
+    aces = colour.RGB_COLOURSPACES["ACES2065-1"]
+    if kind == "slog3":
+        rgb = colour.RGB_to_RGB(lin, aces, colour.RGB_COLOURSPACES["S-Gamut3.Cine"], "CAT02")
+        return colour.models.log_encoding_SLog3(rgb)
+    rgb = colour.RGB_to_RGB(lin, aces, colour.RGB_COLOURSPACES["ARRI Wide Gamut 3"], "CAT02")
+    return colour.models.log_encoding_ARRILogC3(rgb)
+
+
+def write16(path: Path, frames: list[np.ndarray], rate) -> Path:
+    with av.open(str(path), "w") as box:
+        s = box.add_stream("ffv1", rate=rate)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "gbrp16le"
+        for i, code in enumerate(frames):
+            f = av.VideoFrame.from_ndarray((np.clip(code, 0, 1) * 65535 + 0.5).astype(np.uint16), format="rgb48le")
+            f.pts = i
+            for p in s.encode(f):
+                box.mux(p)
+        for p in s.encode():
+            box.mux(p)
+    return path
+
+
+def read16(path: Path) -> np.ndarray:
+    with av.open(str(path)) as box:
+        return np.stack([f.to_ndarray(format="rgb48le") for f in box.decode(video=0)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--width", type=int, default=640)
+    args = parser.parse_args(argv)
+    shared = shared_dir(args.shared)
+    info = system_info()
+    print_system(info)
+    out: dict = {"system": info}
+
+    rows = cost(args.repeats)
+    out["cost_ms"] = rows
+    print(table(["1080p transform", "OCIO processor ms", "baked, 8-bit RGBA ms", "baked, 16-bit RGB ms"], rows))
+    rows = accuracy()
+    out["baked_vs_ocio"] = rows
+    print(table(["input", "round trip ΔE mean", "ΔE p99"], rows))
+
+    with tempfile.TemporaryDirectory(prefix="grade-colour-") as tmp:
+        tmp = Path(tmp)
+        meta = copy_video(shared / SOURCE, tmp / "rec709.mkv", width=args.width, frames=args.frames)
+        with av.open(str(tmp / "rec709.mkv")) as box:
+            pictures = [f.to_ndarray(format="rgb24") for f in box.decode(video=0)]
+            rate = box.streams.video[0].average_rate
+        lin = [scene_linear(p) for p in pictures]
+        logs = {k: write16(tmp / f"{k}.mkv", [log_encode(x, k) for x in lin], rate) for k in ("slog3", "logc3")}
+        ref = shared / REFERENCE
+        base = ["--mode", "fast", "--codec", "ffv1", "--force", "-q", "--library", str(tmp / "lib")]
+
+        def run(*a) -> float:
+            t = time.perf_counter()
+            code = grade_main([str(x) for x in a] + base)
+            assert code == 0
+            return time.perf_counter() - t
+
+        times = {"rec709": [], "slog3": []}
+        for _ in range(max(1, args.repeats // 2)):  # side by side, alternating
+            times["rec709"].append(run(tmp / "rec709.mkv", "--look", ref, "-o", tmp / "a.mkv"))
+            times["slog3"].append(run(logs["slog3"], "--look", ref, "--input-space", "slog3", "-o", tmp / "b.mkv"))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        n = meta["frames"]
+        out["throughput"] = {k: n / v for k, v in med.items()} | {"ratio": med["slog3"] / med["rec709"]}
+        print(
+            f"throughput at {meta['width']}x{meta['height']}, {n} frames: Rec.709 {n / med['rec709']:.1f} fps, "
+            f"S-Log3 (colour-managed) {n / med['slog3']:.1f} fps, time ratio {med['slog3'] / med['rec709']:.2f}"
+        )
+
+        run(logs["slog3"], "--look", ref, "--input-space", "slog3", "--save-preset", "bench", "-o", tmp / "m.mkv")
+        graded = {}
+        for k in ("slog3", "logc3"):
+            run(logs[k], "--preset", "bench", "--input-space", k, "-o", tmp / f"{k}.g.mkv")
+            graded[k] = read16(tmp / f"{k}.g.mkv").astype(np.float32) / 65535
+        d = np.asarray(delta_e2000(srgb_to_lab(graded["slog3"]), srgb_to_lab(graded["logc3"])))
+        out["cross_camera"] = {"mean": float(d.mean()), "p95": float(np.quantile(d, 0.95))}
+        print(f"cross-camera (S-Log3 vs LogC3, one preset): ΔE2000 mean {d.mean():.3f}, p95 {np.quantile(d, 0.95):.3f}")
+    save_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
