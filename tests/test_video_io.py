@@ -238,3 +238,49 @@ def test_pcm_in_matroska_with_unnamed_layout_reencodes_to_aac(tmp_path: Path) ->
     stats = render_video(src, out, probe(src), lambda i, px: px)
     assert stats.reencoded_streams == ["audio#1 (pcm_s16le) -> aac"]
     assert audio_duration(out) == pytest.approx(audio_duration(src), abs=0.05)
+
+
+@pytest.mark.parametrize(
+    "codec, suffix, encoder, pix_fmt",
+    [
+        ("prores4444", ".mov", "prores", "yuv444p12le"),  # encoded 4:4:4 10-bit; FFmpeg decodes 4444 as 12-bit
+        ("prores422hq", ".mov", "prores", "yuv422p10le"),
+        ("dnxhd", ".mov", "dnxhd", "yuv422p"),  # an 8-bit source: DNxHR HQ
+        ("dnxhr_hqx", ".mov", "dnxhd", "yuv422p10le"),
+        ("hevc10", ".mp4", "hevc", "yuv420p10le"),
+    ],
+)
+def test_finishing_codecs_write_their_format_and_the_colour_tags(
+    tmp_path: Path, codec: str, suffix: str, encoder: str, pix_fmt: str
+) -> None:
+    from clips import cli_args
+
+    from grade.cli import main
+    from grade.cube import write_cube
+    from grade.lut import identity_lut
+
+    src = make_clip(
+        tmp_path / "src.mp4", frames=3, size=(256, 144), audio=False,
+        tags={"color_primaries": 1, "color_trc": 1, "colorspace": 1},
+    )  # fmt: skip
+    write_cube(tmp_path / "id.cube", identity_lut(9))
+    out = tmp_path / f"out{suffix}"
+    assert main(cli_args([src, "--look", tmp_path / "id.cube", "--codec", codec, "-o", out, "-q"])) == 0
+    info = probe(out)
+    assert (info.codec, info.pix_fmt, info.frames) == (encoder, pix_fmt, 3)
+    assert (info.color_primaries, info.color_trc, info.colorspace) == (1, 1, 1)
+
+
+def test_dnxhr_refuses_frames_it_cannot_encode(tmp_path: Path, capsys) -> None:
+    from clips import cli_args
+
+    from grade.cli import main
+    from grade.cube import write_cube
+    from grade.lut import identity_lut
+
+    src = make_clip(tmp_path / "src.mp4", frames=2, audio=False)  # 64x48
+    write_cube(tmp_path / "id.cube", identity_lut(9))
+    out = tmp_path / "out.mov"
+    assert main(cli_args([src, "--look", tmp_path / "id.cube", "--codec", "dnxhd", "-o", out])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "256x120" in err and not out.exists()

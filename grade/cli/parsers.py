@@ -96,7 +96,11 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-log", action="store_true", help="write the graded picture back in the input's space")
     p.add_argument("--ocio-config", metavar="FILE", help="an OCIO config (file or ocio://...; default: ACES studio)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--codec", help="video codec (h264, hevc, prores, ffv1, vp9, av1 or an FFmpeg encoder name)")
+    p.add_argument(
+        "--codec",
+        help="video codec: h264, hevc, prores, ffv1, vp9, av1, the finishing codecs prores4444, prores422hq, "
+        "dnxhr_hqx (10-bit), dnxhr_hq, hevc10, or an FFmpeg encoder name",
+    )
     p.add_argument("--crf", type=int, help="quality for CRF codecs (lower is better; default 16 for H.264)")
     p.add_argument(
         "--preview", type=Path, metavar="PNG", help="write a contact sheet: reference, key frames before/after"

@@ -28,13 +28,24 @@ _CODEC_ALIASES = {
     "h265": "libx265",
     "x265": "libx265",
     "prores": "prores_ks",
-    "prores_hq": "prores_ks",
     "vp9": "libvpx-vp9",
     "av1": "libsvtav1",
     "ffv1": "ffv1",
     "png": "png",
     "mjpeg": "mjpeg",
 }
+
+
+# finishing codecs: (encoder, options, pixel format), whatever the source's depth
+_FINISHING = {
+    "prores4444": ("prores_ks", {"profile": "4", "vendor": "apl0"}, "yuv444p10le"),
+    "prores422hq": ("prores_ks", {"profile": "3", "vendor": "apl0"}, "yuv422p10le"),
+    "prores_hq": ("prores_ks", {"profile": "3", "vendor": "apl0"}, "yuv422p10le"),
+    "dnxhr_hqx": ("dnxhd", {"profile": "dnxhr_hqx"}, "yuv422p10le"),
+    "dnxhr_hq": ("dnxhd", {"profile": "dnxhr_hq"}, "yuv422p"),
+    "hevc10": ("libx265", {"preset": "medium", "x265-params": "log-level=error"}, "yuv420p10le"),
+}
+DNXHR_MIN = (256, 120)  # FFmpeg's DNxHR encoder refuses smaller frames
 
 
 _CONTAINER_DEFAULT = {".mov": "prores_ks", ".qt": "prores_ks", ".webm": "libvpx-vp9"}
@@ -59,11 +70,29 @@ def choose_codec(output: Path, codec: str | None, crf: int | None, info: VideoIn
 
     Default per container: ProRes 422 HQ for .mov, VP9 for .webm, H.264 (CRF 16, preset medium)
     otherwise. The source's bit depth and chroma subsampling are kept when the encoder can.
+    Finishing codecs fix their own format: ``prores4444`` (4:4:4 10-bit), ``prores422hq``,
+    ``dnxhr_hqx`` (4:2:2 10-bit; ``dnxhd`` picks it for deep sources, ``dnxhr_hq`` for 8-bit ones) and
+    ``hevc10`` (4:2:0 10-bit).
 
     Raises:
         InputError: unknown or unavailable codec.
     """
     name = codec.lower() if codec else _CONTAINER_DEFAULT.get(output.suffix.lower(), "libx264")
+    if name in ("dnxhd", "dnxhr"):  # DNxHD's fixed bitrate/size table fails on most frames: DNxHR takes any size
+        name = "dnxhr_hqx" if info.is_high_bit_depth else "dnxhr_hq"
+    if name in _FINISHING:
+        encoder, opts, pix = _FINISHING[name]
+        opts = dict(opts)
+        if encoder == "libx265":
+            opts["crf"] = str(18 if crf is None else crf)
+        if encoder == "dnxhd" and (info.width < DNXHR_MIN[0] or info.height < DNXHR_MIN[1]):
+            raise InputError(
+                f"{codec}: DNxHR needs frames of at least {DNXHR_MIN[0]}x{DNXHR_MIN[1]}, not {info.width}x{info.height}"
+            )
+        if pix.startswith(("yuv420", "yuv422")) and (info.width % 2 or info.height % 2):
+            raise InputError(f"{codec}: {pix} needs even frame sizes, not {info.width}x{info.height}")
+        _check_container(output, encoder)
+        return encoder, opts, pix
     name = _CODEC_ALIASES.get(name, name)
     try:
         enc = av.Codec(name, "w")
