@@ -215,6 +215,7 @@ class ColourPipeline:
         self._packed.clear()
 
 
+@functools.lru_cache(maxsize=8)
 def colour_pipeline(
     input_space: str | None,
     working_space: str | None,
@@ -229,7 +230,7 @@ def colour_pipeline(
     ``tagged`` is the input space the container's tags state (PQ / HLG), ``preset_working`` the working
     space a preset's look was made in. The output defaults to Rec.709 through the display's view for a
     scene-referred input, and to the input's own space for a display-referred one; ``keep_log`` writes
-    the input's space whatever it is.
+    the input's space whatever it is. Pipelines are cached (a conform asks once per event).
     """
     if not any((input_space, working_space, output_space, keep_log, tagged, preset_working, config_source)):
         return None

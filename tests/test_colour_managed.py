@@ -44,8 +44,10 @@ def camera(lin: np.ndarray, kind: str) -> np.ndarray:
     return colour.models.log_encoding_ARRILogC3(rgb)
 
 
-def write_rgb16(path: Path, frames: list[np.ndarray]) -> Path:
+def write_rgb16(path: Path, frames: list[np.ndarray], timecode: str | None = None) -> Path:
     with av.open(str(path), "w") as box:
+        if timecode:
+            box.metadata["timecode"] = timecode
         s = box.add_stream("ffv1", rate=24)
         s.width, s.height, s.pix_fmt = W, H, "gbrp16le"
         for i, code in enumerate(frames):
@@ -148,12 +150,47 @@ def test_unknown_colour_space_is_one_line_with_the_closest_names(capsys, cameras
     assert not out.exists()
 
 
-def test_conform_refuses_colour_management_rather_than_ignoring_it(capsys, tmp_path: Path) -> None:
-    edl = tmp_path / "cut.edl"
-    edl.write_text("TITLE: x\n\n001  A001 V C 01:00:00:00 01:00:01:00 01:00:00:00 01:00:01:00\n")
-    (tmp_path / "m").mkdir()
-    code, o, err = run(
-        capsys, "conform", edl, "--media", tmp_path / "m", "--look", tmp_path / "x.cube", "-o", tmp_path / "o",
-        "--input-space", "slog3",
-    )  # fmt: skip
-    assert code == 2 and "--input-space" in err and "colour management" in err
+def test_mixed_camera_conform_shares_one_scene_look(capsys, cameras, tmp_path: Path) -> None:
+    """An edit cutting between the two cameras: the looks file says which reel is which camera, the scene
+    look is trained once in ACEScct, and both events come out alike (in one process and in workers)."""
+    import opentimelineio as otio
+
+    media = tmp_path / "media"
+    media.mkdir()
+    scenes = [linear_scene(t) for t in range(FRAMES)]
+    write_rgb16(media / "A001.mkv", [camera(s, "slog3") for s in scenes], "01:00:00:00")
+    write_rgb16(media / "B001.mkv", [camera(s, "logc3") for s in scenes], "02:00:00:00")
+    rate = 24
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for name, reel, start in (("a", "A001", 3600 * rate), ("b", "B001", 2 * 3600 * rate)):
+        c = otio.schema.Clip(
+            name=name,
+            source_range=otio.opentime.TimeRange(
+                otio.opentime.RationalTime(start, rate), otio.opentime.RationalTime(FRAMES, rate)
+            ),
+        )
+        c.metadata["cmx_3600"] = {"reel": reel}
+        track.append(c)
+    timeline = otio.schema.Timeline(name="mixed", global_start_time=otio.opentime.RationalTime(3600 * rate, rate))
+    timeline.tracks.append(track)
+    otio.adapters.write_to_file(timeline, str(tmp_path / "cut.otio"))
+    (tmp_path / "looks.toml").write_text(
+        f'default = "night"\n[scenes.night]\nreference = "{cameras["reference"]}"\n'
+        '[[inputs]]\nreel = "A0*"\ninput_space = "slog3"\n[[inputs]]\nreel = "B0*"\ninput_space = "logc3"\n'
+    )
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"graded{jobs}"
+        code, o, err = run(
+            capsys, "conform", tmp_path / "cut.otio", "--media", media, "--looks", tmp_path / "looks.toml",
+            "-o", out, "--handles", "0", "--match", "reel", "--mode", "fast", "--jobs", jobs, "--json",
+        )  # fmt: skip
+        assert code == 0, err
+        report = json.loads(o)
+        assert [e["status"] for e in report["events"]] == ["done", "done"]
+        outs[jobs] = [Path(e["output"]) for e in report["events"]]
+    a, b = read_rgb(outs["1"][0]), read_rgb(outs["1"][1])
+    assert mean_delta_e(a, b) <= 1.0, mean_delta_e(a, b)
+    assert probe(outs["1"][0]).color_trc == 1  # Rec.709 out, tagged
+    for one, two in zip(outs["1"], outs["2"]):  # the worker processes render the same clips
+        assert np.array_equal(read_rgb(one), read_rgb(two))

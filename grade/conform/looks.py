@@ -65,12 +65,33 @@ def _number_ranges(text: str) -> list[tuple[int, int]]:
     return out
 
 
+class InputRule(BaseModel):
+    """Events whose reel / clip name match (globs, case-insensitive) were shot in ``input_space``
+    (a mixed-camera edit: each camera's log is read as what it is; the scene look is shared)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_space: str
+    reel: str | None = None
+    clip: str | None = None
+
+    def matches(self, e: Event) -> bool:
+        if self.reel is not None and not fnmatch.fnmatch((e.reel or "").lower(), self.reel.lower()):
+            return False
+        return self.clip is None or fnmatch.fnmatch(e.name.lower(), self.clip.lower())
+
+
 class LooksFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default: str | None = None  # name of a scene
     scenes: dict[str, SceneLook] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
+    inputs: list[InputRule] = Field(default_factory=list)  # colour space per reel / clip (first match)
+
+    def input_space_of(self, event: Event) -> str | None:
+        """The colour space the first matching ``[[inputs]]`` entry gives the event, else None."""
+        return next((r.input_space for r in self.inputs if r.matches(event)), None)
 
     @model_validator(mode="after")
     def _names(self) -> LooksFile:

@@ -69,12 +69,14 @@ class Planned:
     problem: str | None = None
     fingerprint: str = ""
     output: Path | None = None
+    input_space: str | None = None  # from the looks file's [[inputs]] (else the run's --input-space)
 
 
 def plan_events(edit: Edit, index: MediaIndex, settings: ConformSettings, looks: LooksFile | None) -> list[Planned]:
     plans = []
     for ev in edit.events:
         p = Planned(ev, scene=scene_of(ev, looks) or "default")
+        p.input_space = looks.input_space_of(ev) if looks is not None else None
         path = index.find(ev, settings.match)
         if path is None:
             p.problem = (

@@ -13,11 +13,40 @@ from grade.io.atomic import atomic_output
 _CDL_TABLES: dict = {}
 
 
-def render_event(grade, media: Path, output: Path, first: int, end: int, cdl: CDL | None, options) -> int:
-    """Render one event's frames ``[first, end)`` of ``media`` through ``grade`` (CDL first) to ``output``."""
+def event_colour(media: Path, options, input_space: str | None = None, preset_working: str | None = None):
+    """The event's colour pipeline (None: display RGB, no colour management): its own input space (the
+    looks file's ``[[inputs]]``) or the run's, the media's PQ/HLG tags, the look's working space."""
+    from grade.colourspace import colour_pipeline, space_of_tags
+    from grade.io.video import probe
+
+    return colour_pipeline(
+        input_space or options.input_space,
+        options.working_space,
+        options.output_space,
+        options.keep_log,
+        options.ocio_config,
+        space_of_tags(probe(media).color_trc),
+        preset_working,
+    )
+
+
+def render_event(
+    grade,
+    media: Path,
+    output: Path,
+    first: int,
+    end: int,
+    cdl: CDL | None,
+    options,
+    input_space: str | None = None,
+    preset_working: str | None = None,
+) -> int:
+    """Render one event's frames ``[first, end)`` of ``media`` through ``grade`` (CDL first, on the source's
+    own picture; then into the working space where colour-managed) to ``output``."""
     from grade.io import video as video_io
 
     info = video_io.probe(media)
+    colour = event_colour(media, options, input_space, preset_working)
     pre = None
     if cdl is not None and not cdl.is_identity:
         if cdl not in _CDL_TABLES:
@@ -29,7 +58,9 @@ def render_event(grade, media: Path, output: Path, first: int, end: int, cdl: CD
     def grade_frame(i: int, pixels: np.ndarray) -> np.ndarray:
         if pre is not None:
             pixels = _apply_pre(pre, pixels)
-        return grade.grade(pixels, info.height, info.width)
+        if colour is None:
+            return grade.grade(pixels, info.height, info.width)
+        return colour.frame_out(grade.grade(colour.frame_in(pixels), info.height, info.width))
 
     with atomic_output(output, force=True) as tmp:
         stats = video_io.render_video(
@@ -40,6 +71,7 @@ def render_event(grade, media: Path, output: Path, first: int, end: int, cdl: CD
             codec=options.codec or video_io.same_family_codec(output, info),
             crf=options.crf,
             frames=(first, end),
+            output_tags=colour.output_tags if colour is not None else None,
         )
     return stats.frames
 
@@ -57,6 +89,8 @@ def _worker_render(
     end: int,
     cdl: CDL | None,
     options_json: str,
+    input_space: str | None = None,
+    preset_working: str | None = None,
 ) -> tuple[int, float]:
     """Process-pool entry: rebuild the scene grade once per worker (from its preset or .cube) and render."""
     import signal
@@ -76,15 +110,20 @@ def _worker_render(
         _, path = spec  # a .cube or a .gpreset (a library preset or the scene's trained look)
         grade = preset_grade(read_look(path), strength, stabilise, options.regional)
         _WORKER_GRADES[spec] = grade
-    frames = render_event(_WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options)
+    frames = render_event(
+        _WORKER_GRADES[spec], Path(media), Path(output), first, end, cdl, options, input_space, preset_working
+    )
     return frames, time.perf_counter() - t
 
 
-def render_parallel(jobs: int, pending: list[Planned], specs, reports, settings, options, finish, task) -> None:
+def render_parallel(
+    jobs: int, pending: list[Planned], specs, reports, settings, options, finish, task, settings_working=None
+) -> None:
     """``--jobs N``: events rendered by N worker processes; the job file is written by this process only."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    settings_working = settings_working or {}  # scene -> the working space its preset was made in
     by_number = {r.number: r for r in reports}
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
     try:
@@ -100,6 +139,8 @@ def render_parallel(jobs: int, pending: list[Planned], specs, reports, settings,
                 p.end,
                 p.event.cdl if settings.apply_cdl else None,
                 options.model_dump_json(),
+                p.input_space,
+                settings_working.get(p.scene),
             ): p
             for p in pending
         }

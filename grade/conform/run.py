@@ -23,7 +23,7 @@ from grade.conform.job import (
 from grade.conform.looks import LooksFile, read_looks
 from grade.conform.media import MediaIndex
 from grade.conform.plan import ConformReport, ConformSettings, EventReport, Planned, plan_events
-from grade.conform.render import render_event, render_parallel
+from grade.conform.render import event_colour, render_event, render_parallel
 from grade.conform.write import write_edits
 from grade.errors import InputError, OutputError, setting
 
@@ -37,11 +37,6 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
 
     progress = progress or NullProgress()
     out_dir = Path(out_dir)
-    managed = [
-        f for f in ("input_space", "working_space", "output_space", "keep_log", "ocio_config") if getattr(options, f)
-    ]
-    if managed:  # not silently ignored: a conform renders display RGB only (so far)
-        raise InputError(f"{setting(managed[0])}: a conform does not do colour management yet; grade the shots singly")
     edit = read_edit(edit_path, settings.rate)
     looks = read_looks(settings.looks) if settings.looks else None
     if looks is None and settings.look is None and options.preset is None:
@@ -76,7 +71,15 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         if src_fp is None:
             raise InputError(f"event {p.event.number} {p.event.name}: no look for scene {p.scene!r} (no default)")
         cdl = p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None
-        p.fingerprint = fingerprint(file_fingerprint(p.media.path), p.first, p.end, src_fp, grading, cdl)
+        p.fingerprint = fingerprint(
+            file_fingerprint(p.media.path),
+            p.first,
+            p.end,
+            src_fp,
+            grading,
+            cdl,
+            *([p.input_space] * bool(p.input_space)),
+        )
         p.output = out_dir / output_name(p.event, output_suffix(p.media.path))
 
     def done(p: Planned) -> bool:
@@ -101,6 +104,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                 f"output exists and was not written by this conform: {foreign[0]}{more} (use {setting('force')})"
             )
     grades, specs, trained = {}, {}, []
+    working = {s: _preset_working(d) for s, (d, _) in sources.items()}  # a preset's look keeps its working space
     for scene in sorted({p.scene for p in pending}):
         grades[scene], specs[scene], was_trained = _scene_grade(
             scene, sources[scene], [p for p in todo if p.scene == scene], out_dir, settings, options, device, progress
@@ -152,6 +156,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                             p.end,
                             ev.cdl if settings.apply_cdl else None,
                             options,
+                            p.input_space,
+                            working.get(p.scene),
                         )
                         finish(p, rep, frames, time.perf_counter() - t)
                     else:
@@ -163,7 +169,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                     task.advance()
             reports.append(rep)
         if jobs is not None:
-            render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task)
+            render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
     for g in grades.values():
         g.release()
     written = write_edits(edit, plans, out_dir)
@@ -182,6 +188,15 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         scenes_trained=trained,
         warnings=warnings,
     )
+
+
+def _preset_working(desc: dict) -> str | None:
+    """The working space a scene's preset look was made in (None for a reference or a .cube)."""
+    if "preset" not in desc:
+        return None
+    from grade.presets import read_preset
+
+    return read_preset(desc["preset"]).manifest.working_space
 
 
 def _scene_sources(looks: LooksFile | None, settings: ConformSettings, options) -> dict[str, tuple[dict, str]]:
@@ -234,24 +249,30 @@ def _scene_grade(
             return grade, (kind, desc[kind]), False
     grading = options.settings_of("training")
     cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
-    key_fp = fingerprint(fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls)
+    spaces = [p.input_space for p in plans]
+    key_fp = fingerprint(
+        fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls, *([spaces] * any(spaces))
+    )
     cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
     if cache.exists():
         with contextlib.suppress(InputError):  # a damaged cache is trained again
             grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
             return grade, ("preset", str(cache)), False
-    keys, blank = [], []
+    keys, blank, colour = [], [], None
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
+        ev_colour = event_colour(p.media.path, options, p.input_space)  # each camera into the one working space
+        colour = colour or ev_colour
         for shot, k in zip(shots.shots, shots.keys):
-            if shot.flat:  # black, flat, a title card: never part of the scene's look
-                blank.append(k)
-                continue
             if settings.apply_cdl and p.event.cdl and not p.event.cdl.is_identity:
                 k = (apply_cdl(p.event.cdl, torch.from_numpy(k).float() / 255).numpy() * 255 + 0.5).astype(np.uint8)
-            keys.append(np.ascontiguousarray(k))
+            if ev_colour is not None:
+                k = ev_colour.frame_in(np.ascontiguousarray(k))
+            (blank if shot.flat else keys).append(np.ascontiguousarray(k))  # black/titles never enter the look
     keys = keys or blank  # a scene of black and titles only: fitted on them (the tone mapping is all there is)
     ref, thumb = image_io.load_reference(desc["reference"], options.working_side)
+    if colour is not None:
+        ref = colour.reference(ref)
     grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
     learned = grade.learned
     mode = "learned" if learned is not None else "fast"
@@ -264,6 +285,7 @@ def _scene_grade(
         reference_name=Path(desc["reference"]).name,
         keys=keys,
         scene=scene,
+        working_space=colour.working if colour is not None else None,
     )
     cache.parent.mkdir(exist_ok=True)
     write_preset(preset, cache, force=True)
