@@ -69,12 +69,13 @@ def _clean_title(title: str) -> str:
     return " ".join(text.replace('"', "'").split())
 
 
-def cube_text(lut: torch.Tensor, title: str | None = None) -> str:
+def cube_text(lut: torch.Tensor, title: str | None = None, comments: list[str] | None = None) -> str:
     """The ``.cube`` text of a LUT.
 
     Args:
         lut: ``(3, N, N, N)`` indexed ``[channel, r, g, b]``, ``2 <= N <= 256``; values are clipped to [0, 1].
         title: optional ``TITLE`` (double quotes become single quotes, line breaks spaces).
+        comments: ``#`` lines written first (what the LUT expects and gives: its colour spaces).
     Returns:
         The file's text, ``\\n`` line ends, ending with a newline.
     Raises:
@@ -82,7 +83,7 @@ def cube_text(lut: torch.Tensor, title: str | None = None) -> str:
     """
     arr = _check_lut(lut)
     n = arr.shape[1]
-    header = []
+    header = [f"# {' '.join(c.split())}" for c in comments or []]
     if title is not None:
         header.append(f'TITLE "{_clean_title(title)}"')
     header += [f"LUT_3D_SIZE {n}", "DOMAIN_MIN 0 0 0", "DOMAIN_MAX 1 1 1"]
@@ -92,20 +93,23 @@ def cube_text(lut: torch.Tensor, title: str | None = None) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def write_cube(path: str | os.PathLike[str], lut: torch.Tensor, title: str | None = None) -> None:
+def write_cube(
+    path: str | os.PathLike[str], lut: torch.Tensor, title: str | None = None, comments: list[str] | None = None
+) -> None:
     """Write a LUT as a ``.cube`` file, atomically (a temporary file in the same folder, then a rename).
 
     Args:
         path: the file to write (replaced if it exists).
         lut: ``(3, N, N, N)`` indexed ``[channel, r, g, b]``, ``2 <= N <= 256``; values are clipped to [0, 1].
         title: optional ``TITLE``.
+        comments: optional ``#`` lines before it.
     Raises:
         ValueError: wrong shape or size, or non-finite values.
         OutputError: the file cannot be written (missing folder, permissions, disk full...); no
             temporary file is left behind.
     """
     path = Path(path)
-    text = cube_text(lut, title)
+    text = cube_text(lut, title, comments)
     tmp = path.with_name(f".{path.name}.grade-tmp-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:

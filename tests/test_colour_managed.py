@@ -194,3 +194,38 @@ def test_mixed_camera_conform_shares_one_scene_look(capsys, cameras, tmp_path: P
     assert probe(outs["1"][0]).color_trc == 1  # Rec.709 out, tagged
     for one, two in zip(outs["1"], outs["2"]):  # the worker processes render the same clips
         assert np.array_equal(read_rgb(one), read_rgb(two))
+
+
+def test_cube_export_bakes_the_camera_and_display_transforms(capsys, cameras) -> None:
+    """``presets export --cube-input slog3 --cube-output rec709``: the .cube alone, applied to the S-Log3
+    clip by a LUT-only grade, gives the colour-managed render of the preset; its header names its spaces."""
+    root, library = cameras["root"], cameras["root"] / "lib-cube"
+    base = ["--mode", "fast", "--library", library, "--codec", "ffv1", "--force", "-q"]
+    code, _, err = run(
+        capsys, cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog3",
+        "--save-preset", "dusk", "-o", root / "dusk.mkv", *base,
+    )  # fmt: skip
+    assert code == 0, err
+    cube = root / "dusk.cube"
+    code, _, err = run(
+        capsys, "presets", "export", "dusk", "--cube", cube, "--size", "65", "--cube-input", "slog3",
+        "--cube-output", "rec709", "--library", library, "--force", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    head = cube.read_text().splitlines()[:4]
+    assert "# input: S-Log3 S-Gamut3.Cine" in head and "# output: Rec.1886 Rec.709 - Display" in head
+    code, _, err = run(capsys, cameras["slog3"], "--look", cube, "-o", root / "by-cube.mkv", *base)
+    assert code == 0, err
+    code, _, err = run(
+        capsys, cameras["slog3"], "--preset", "dusk", "--input-space", "slog3", "-o", root / "cm.mkv", *base
+    )
+    assert code == 0, err
+    agree = mean_delta_e(read_rgb(root / "by-cube.mkv"), read_rgb(root / "cm.mkv"))
+    assert agree <= 1.0, agree
+    # a display-RGB preset has no spaces to bake
+    code, _, err = run(capsys, cameras["slog3"], "--look", cameras["reference"], "--save-preset", "plain", "-o",
+                       root / "plain.mkv", *base)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(capsys, "presets", "export", "plain", "--cube", root / "p.cube", "--cube-input", "slog3",
+                       "--library", library)  # fmt: skip
+    assert code == 2 and "display-RGB" in err and err.count("\n") == 1

@@ -194,6 +194,16 @@ def presets_parser() -> argparse.ArgumentParser:
     exp.add_argument("--cube", type=Path, metavar="FILE", help="the .cube file to write")
     exp.add_argument("--size", type=int, choices=[17, 33, 65], default=33, help="points per axis (default 33)")
     exp.add_argument("--cdl", type=Path, metavar="FILE", help="also write the best-fitting ASC CDL (.cc)")
+    exp.add_argument(
+        "--cube-input",
+        metavar="NAME",
+        help="colour-managed presets: bake the input transform in (the LUT takes this space, e.g. slog3)",
+    )
+    exp.add_argument(
+        "--cube-output",
+        metavar="NAME",
+        help="colour-managed presets: bake the output transform in (the LUT gives this space, e.g. rec709)",
+    )
     exp.add_argument("--force", action="store_true")
     imp = sub.add_parser("import", help="add a .gpreset file or a .cube LUT to the library")
     imp.add_argument("file", type=Path, help="a .gpreset or .cube file to add to the library")

@@ -142,6 +142,36 @@ def _import(args, library: Library, console) -> int:
     return 0
 
 
+def _with_transforms(preset, look_lut, cube_input: str | None, cube_output: str | None):
+    """The look with the input and/or output transform baked in (sampled exactly through OCIO), and the
+    LUT's ``(input, output)`` spaces; a display-RGB preset has no spaces (None) and takes no transforms."""
+
+    from grade.colourspace import load_config, ocio_apply, resolve
+    from grade.lut import apply_lut, grid_points
+
+    working = preset.manifest.working_space
+    if working is None:
+        if cube_input or cube_output:
+            flag = "--cube-input" if cube_input else "--cube-output"
+            raise InputError(f"{flag}: preset {preset.name!r} is a display-RGB look (made without --input-space)")
+        return look_lut, None
+    config = load_config()
+    src = resolve(cube_input, config, "cube_input") if cube_input else working
+    dst = resolve(cube_output, config, "cube_output") if cube_output else working
+    if src == working and dst == working:
+        return look_lut, (working, working)
+    n = look_lut.shape[-1]
+    pts = grid_points(n).numpy()
+    if src != working:
+        pts = np.clip(ocio_apply(pts, src, working, config), 0, 1)
+    with torch.inference_mode():
+        graded = apply_lut(look_lut, torch.from_numpy(pts).float().T.reshape(1, 3, -1, 1))[0, :, :, 0].T.numpy()
+    if dst != working:
+        graded = ocio_apply(graded, working, dst, config)
+    out = np.clip(np.nan_to_num(graded), 0, 1)
+    return torch.from_numpy(out).float().T.reshape(3, n, n, n).contiguous(), (src, dst)
+
+
 def _export(args, library: Library, console) -> int:
     from grade.cdl import fit_cdl, write_cc
     from grade.cube import write_cube
@@ -161,9 +191,16 @@ def _export(args, library: Library, console) -> int:
         err = preset.manifest.lut_error
         if fitted.shape[-1] != args.size or err is None and preset.keys:
             fitted, err = fit_look_lut(preset.learned, preset.lut, preset.keys, args.size)
+        fitted, spaces = _with_transforms(preset, fitted, args.cube_input, args.cube_output)
+        comments = [f"grade preset {preset.name}"]
+        if spaces is not None:
+            comments += [f"input: {spaces[0]}", f"output: {spaces[1]}"]
+        title = f"grade preset {preset.name}" + (f" ({spaces[0]} -> {spaces[1]})" if spaces else "")
         with atomic_output(args.cube, force=args.force) as tmp:
-            write_cube(tmp, fitted, title=f"grade preset {preset.name}")
+            write_cube(tmp, fitted, title=title, comments=comments)
         result.update({"cube": str(args.cube), "size": args.size})
+        if spaces is not None:
+            result.update({"input_space": spaces[0], "output_space": spaces[1]})
         if err is not None:
             result.update({"mean_de2000": err.mean_de2000, "p95_de2000": err.p95_de2000})
     if args.cdl is not None:
