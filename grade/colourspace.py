@@ -211,6 +211,26 @@ class ColourPipeline:
 
         return apply_lut(self.reference_in, rgb[None].float())[0].contiguous()
 
+    def _exact(self, which: str):
+        if which not in self._packed:
+            config = load_config(self.config_source)
+            src, dst = (self.input, self.working) if which == "float_in" else (self.working, self.output)
+            self._packed[which] = _processor(src, dst, config)
+        return self._packed[which]
+
+    def float_in(self, rgb: np.ndarray) -> np.ndarray:
+        """Float RGB ``(H, W, 3)`` (scene-linear values above 1 included) into the working space, exactly
+        (OCIO's processor: an image sequence, where a LUT's [0, 1] domain would clip)."""
+        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+        self._exact("float_in").applyRGB(out.reshape(-1, 3))
+        return out
+
+    def float_out(self, rgb: np.ndarray) -> np.ndarray:
+        """Float working-space RGB out to the output space, exactly (values above 1 kept for a linear output)."""
+        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+        self._exact("float_out").applyRGB(out.reshape(-1, 3))
+        return out
+
     def release(self) -> None:
         self._packed.clear()
 

@@ -50,6 +50,8 @@ class GradeOptions(BaseModel):
     ocio_config: str | None = _role("training")  # an OCIO config file or ocio:// name (default: ACES studio)
     output_space: str | None = _role("picture")  # default: Rec.709 for log input, else the input's own space
     keep_log: bool = _role("picture", False)  # write the graded picture back in the input's space
+    fps: float | None = _role("encode", None, gt=0, le=1000)  # image sequences: their frame rate (default 24)
+    allow_gaps: bool = _role("run", False)  # image sequences: grade the frames there are, gaps and all
     strength: float = _role("picture", 1.0, ge=0.0, le=1.0)
     # learned looks: how much of the regional (per-material) grade goes on top of the global one
     # (0: the global look of fast mode, 1: the full regional look)
@@ -130,7 +132,7 @@ class GradeReport(BaseModel):
     input: str
     output: str
     reference: str
-    kind: Literal["video", "still"]
+    kind: Literal["video", "still", "sequence"]
     mode: str
     device: str
     strength: float

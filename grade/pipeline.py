@@ -23,13 +23,21 @@ from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import atomic_output, check_name, check_output_path
+from grade.io.sequence import Sequence, find_sequence, is_sequence_path, output_sequence
 from grade.library import Library, read_look
 from grade.model.look import LearnedLook
 from grade.options import GradeOptions, GradeReport
 from grade.presets import KeyFrame, Preset, build_preset
 from grade.preview import colour_ramp, contact_sheet
 from grade.progress import NullProgress, Progress
-from grade.render import RenderJob, analyse_job, render_still_job, render_video_job, stream_video_job
+from grade.render import (
+    RenderJob,
+    analyse_job,
+    render_sequence_job,
+    render_still_job,
+    render_video_job,
+    stream_video_job,
+)
 from grade.shotgrade import REFINE_STEPS, ShotGrade, fit_shots, preset_grade, resolve_device
 from grade.transfer import tone_lut
 
@@ -45,6 +53,35 @@ __all__ = [
     "preset_grade",
     "resolve_device",
 ]
+
+
+def _sequence_output(seq: Sequence, folder: Path | None = None) -> Path:
+    """``shot.%06d.exr`` -> ``shot.graded.%06d.exr`` (beside the frames, or in ``folder``).
+
+    >>> from grade.io.sequence import Sequence
+    >>> kw = dict(folder=Path("f"), digits=4, numbers=[1], width=1, height=1, channels=3, format="half", bits=16)
+    >>> [_sequence_output(Sequence(prefix=p, suffix=".exr", **kw)).name for p in ("shot.", "plate_", "")]
+    ['shot.graded.%04d.exr', 'plate_graded_%04d.exr', 'graded.%04d.exr']
+    """
+    p = seq.prefix
+    if not p:
+        prefix = "graded."
+    elif p[-1] in "._-":
+        prefix = f"{p[:-1]}{p[-1]}graded{p[-1]}"
+    else:
+        prefix = f"{p}.graded."
+    return (folder or seq.folder) / (prefix + seq.pattern[len(p) :])
+
+
+def _check_sequence_output(job: RenderJob, force: bool) -> None:
+    """An image sequence is written as one: never over its own frames, never over another's without force."""
+    target = output_sequence(job.sequence, job.out)
+    if target.folder.resolve() == job.sequence.folder.resolve() and target.pattern == job.sequence.pattern:
+        raise InputError(f"the output would overwrite the source frames: {job.out}")
+    existing = [target.path(n) for n in job.sequence.numbers if target.path(n).exists()]
+    if existing and not force:
+        more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise OutputError(f"output exists: {existing[0]}{more} (use {setting('force')})")
 
 
 def default_output(source: Path, folder: Path | None = None) -> Path:
@@ -153,6 +190,11 @@ def grade_files(
         raise InputError("one output per input")
     jobs = []
     for n, source in enumerate(paths):
+        if is_sequence_path(source):  # shot.%06d.exr, shot.######.dpx or a folder of frames
+            seq = find_sequence(source, fps=options.fps, allow_gaps=options.allow_gaps)
+            out = Path(outputs[n]) if outputs else _sequence_output(seq, options.output_dir)
+            jobs.append(RenderJob(source, out, None, sequence=seq))
+            continue
         if not source.exists():
             raise InputError(f"no such file: {source}")
         if source.is_dir():
@@ -163,6 +205,9 @@ def grade_files(
     guarded = [*paths, *([look] if isinstance(look, Path) else [])]
     for job in jobs:
         out = job.out
+        if job.sequence is not None:
+            _check_sequence_output(job, options.force)
+            continue
         check_name(out)
         if out.is_dir():
             raise OutputError(
@@ -198,10 +243,15 @@ def grade_files(
     preset_working = src.preset.manifest.working_space if src.preset is not None else None
     for job in jobs:
         tagged = space_of_tags(job.info.color_trc) if job.info is not None else None
+        output_space = options.output_space
+        if job.sequence is not None and job.sequence.suffix.lower().endswith(".exr"):
+            tagged = "Linear Rec.709 (sRGB)"  # an EXR is scene-linear unless --input-space says otherwise
+            if Path(str(job.out)).suffix.lower() == ".exr" and output_space is None and not options.keep_log:
+                output_space = options.input_space or tagged  # EXR to EXR stays scene-referred
         job.colour = colour_pipeline(
             options.input_space,
             options.working_space,
-            options.output_space,
+            output_space,
             options.keep_log,
             options.ocio_config,
             tagged,
@@ -259,7 +309,11 @@ def grade_files(
     reports = []
     for job in jobs:
         t = time.perf_counter()
-        render = render_still_job if job.info is None else render_video_job
+        render = (
+            render_sequence_job
+            if job.sequence is not None
+            else (render_still_job if job.info is None else render_video_job)
+        )
         fields = render(job, options, progress)
         if job.colour is not None:
             fields["colour"] = {"input": job.colour.input, "working": job.colour.working, "output": job.colour.output}

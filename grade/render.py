@@ -19,7 +19,8 @@ from grade.colourspace import ColourPipeline
 from grade.errors import InputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
-from grade.io.atomic import atomic_output
+from grade.io.atomic import TMP_MARK, atomic_output
+from grade.io.sequence import Sequence, output_sequence, read_frame, write_frame
 from grade.options import GradeOptions, damage_of
 from grade.progress import Progress
 from grade.shotgrade import ShotGrade, stabiliser_stats
@@ -43,10 +44,29 @@ class RenderJob:
     grades: list[ShotGrade] = field(default_factory=list)
     timeline: Timeline | None = None  # per-frame gains (fades) and dissolves
     colour: ColourPipeline | None = None  # colour-managed: frames and key frames go through the working space
+    sequence: Sequence | None = None  # an image sequence (then ``info`` is None and ``out`` its pattern)
+
+
+def _sequence_working(job: RenderJob, number: int) -> np.ndarray:
+    """A sequence frame in the working space as float32 ``(H, W, 3)`` clipped to [0, 1]."""
+    rgb = read_frame(job.sequence, number)
+    if job.colour is not None:
+        rgb = job.colour.float_in(rgb)
+    return np.clip(rgb, 0.0, 1.0)
 
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
-    """Shots and key frames of a video, or the still itself."""
+    """Shots and key frames of a video, the middle frame of an image sequence (one shot), or the still."""
+    if job.sequence is not None:
+        seq = job.sequence
+        mid = seq.numbers[len(seq.numbers) // 2]
+        key = (_sequence_working(job, mid) * 255 + 0.5).astype(np.uint8)
+        job.keys = [image_io.thumbnail(key, options.working_side)]
+        n, fps = seq.frames, seq.fps
+        job.shots = [
+            Shot(index=0, start=0, end=n, start_time=0, end_time=n / fps, key_frame=n // 2, key_time=(n // 2) / fps)
+        ]
+        return
     if job.info is None:
         job.still = image_io.read_image(job.source, what="input")
         job.keys = [image_io.thumbnail(job.still.rgb, options.working_side)]
@@ -77,6 +97,40 @@ def render_still_job(job: RenderJob, options: GradeOptions, progress: Progress) 
         task.advance()
     h, w = job.still.rgb.shape[:2]
     return {"kind": "still", "width": w, "height": h, "frames": 1}
+
+
+def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progress) -> dict:
+    """Grade every frame of an image sequence into ``job.out``'s sequence (same frame numbers): float frames
+    into the working space (exactly, values above 1 included), graded at 16 bits, out to the output space.
+    Frames are written into a temporary folder beside the target and moved into place when all are done."""
+    import shutil
+    import tempfile
+
+    seq, grade = job.sequence, job.grades[0]
+    target = output_sequence(seq, job.out)
+    target.folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
+    try:
+        with progress.stage("render", seq.frames) as task:
+            for number in seq.numbers:
+                work = _sequence_working(job, number)
+                graded = grade.grade_still((work * 65535.0 + 0.5).astype(np.uint16)).astype(np.float32) / 65535.0
+                if job.colour is not None:
+                    graded = job.colour.float_out(graded)
+                write_frame(tmp / target.path(number).name, graded, seq)
+                task.advance()
+        for number in seq.numbers:  # every frame is complete: publish them
+            os.replace(tmp / target.path(number).name, target.path(number))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {
+        "kind": "sequence",
+        "width": seq.width,
+        "height": seq.height,
+        "frames": seq.frames,
+        "fps": seq.fps,
+        "duration": round(seq.frames / seq.fps, 4),
+    }
 
 
 @contextlib.contextmanager

@@ -45,6 +45,8 @@ def _options(args: argparse.Namespace, **extra):
         output_space=args.output_space,
         keep_log=args.keep_log,
         ocio_config=args.ocio_config,
+        fps=args.fps,
+        allow_gaps=args.allow_gaps,
         **extra,
     )
 

@@ -9,7 +9,7 @@ from grade import __version__
 
 ENV_LIBRARY = "GRADE_PRESETS"
 
-SUBCOMMANDS = ("shots", "scene", "presets", "conform")
+SUBCOMMANDS = ("shots", "scene", "presets", "conform", "review")
 
 
 def _positive_float01(text: str) -> float:
@@ -94,6 +94,10 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
         help="colour space written (default: Rec.709 through the ACES view for log input, else the input's own)",
     )
     p.add_argument("--keep-log", action="store_true", help="write the graded picture back in the input's space")
+    p.add_argument("--fps", type=float, help="image sequences (shot.%%06d.exr, a folder): frame rate (default 24)")
+    p.add_argument(
+        "--allow-gaps", action="store_true", help="image sequences: grade the frames there are when numbers are missing"
+    )
     p.add_argument("--ocio-config", metavar="FILE", help="an OCIO config (file or ocio://...; default: ACES studio)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
@@ -122,7 +126,9 @@ def grade_parser() -> argparse.ArgumentParser:
         description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
         epilog="commands:\n  shots CLIP      list shots, key frames and transitions\n"
         "  scene SHOT...   grade several shots with one look\n  presets         manage saved looks\n"
-        "  conform EDIT    grade a whole edit (EDL, FCP XML, OTIO)\n  help [COMMAND]  this help, or a command's",
+        "  conform EDIT    grade a whole edit (EDL, FCP XML, OTIO)\n"
+        "  review CLIP     a local page: shots, a before/after wipe and scopes before the render\n"
+        "  help [COMMAND]  this help, or a command's",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", type=Path, help="video or still to grade (never modified)")

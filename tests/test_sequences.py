@@ -1,0 +1,142 @@
+"""Image sequences through OpenImageIO: EXR (scene-linear, values above 1), 10-bit DPX, 16-bit PNG;
+frame numbers kept, gaps refused by name, a broken frame is one line and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import OpenImageIO as oiio
+import pytest
+from clips import cli_args, make_still
+
+from grade.cli import main
+
+H, W = 48, 64
+
+
+def write(path: Path, rgb: np.ndarray, fmt: str, bits: int = 0) -> Path:
+    spec = oiio.ImageSpec(W, H, 3, fmt)
+    if bits:
+        spec.attribute("oiio:BitsPerSample", bits)
+    out = oiio.ImageOutput.create(str(path))
+    assert out.open(str(path), spec)
+    assert out.write_image(np.ascontiguousarray(rgb))
+    out.close()
+    return path
+
+
+def read(path: Path) -> tuple[np.ndarray, int]:
+    inp = oiio.ImageInput.open(str(path))
+    px = inp.read_image(0, 0, 0, 3, "float")
+    bits = inp.spec().get_int_attribute("oiio:BitsPerSample", 0)
+    inp.close()
+    return np.asarray(px, np.float32), bits
+
+
+def linear(t: int) -> np.ndarray:
+    y, x = np.mgrid[0:H, 0:W] / np.array([H, W], float)[:, None, None]
+    lin = np.stack([0.04 + 0.6 * x, 0.05 + 0.4 * y, 0.08 + 0.05 * t + 0 * x], -1)
+    lin[30:40, 40:50] = [3.5, 2.8, 2.0]  # a highlight well above 1
+    return lin.astype(np.float32)
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    code = main(cli_args(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def ref(tmp_path: Path) -> Path:
+    return make_still(tmp_path / "ref.png", size=(64, 48), scene=1)
+
+
+def test_exr_to_exr_keeps_values_above_one_and_the_frame_numbers(capsys, tmp_path: Path, ref: Path) -> None:
+    for n in (1001, 1002, 1003):
+        write(tmp_path / f"plate.{n:04d}.exr", linear(n - 1001), "half")
+    plate = tmp_path / "plate.%04d.exr"
+    code, o, err = run(capsys, plate, "--look", ref, "--mode", "fast", "--strength", "0", "--json")
+    assert code == 0, err
+    report = json.loads(o)
+    assert report["kind"] == "sequence" and report["frames"] == 3
+    assert report["colour"]["input"] == report["colour"]["output"] == "Linear Rec.709 (sRGB)"
+    for n in (1001, 1002, 1003):
+        src, _ = read(tmp_path / f"plate.{n:04d}.exr")
+        out, _ = read(tmp_path / f"plate.graded.{n:04d}.exr")
+        assert out.max() > 3.0  # the highlight survived
+        np.testing.assert_allclose(out, src, rtol=0.01, atol=1e-3)
+    # with the look at full strength the picture changes (the test can tell a grade from a copy)
+    out_dir = tmp_path / "graded"
+    code, _, err = run(capsys, tmp_path / "plate.####.exr", "--look", ref, "--mode", "fast", "-o", out_dir, "-q")
+    assert code == 0, err
+    src, _ = read(tmp_path / "plate.1002.exr")
+    out, _ = read(out_dir / "plate.1002.exr")
+    assert np.abs(out - src).mean() > 0.02
+
+
+def test_a_gap_is_named_unless_allowed(capsys, tmp_path: Path, ref: Path) -> None:
+    for n in (1, 2, 4):
+        write(tmp_path / f"s_{n:03d}.png", np.full((H, W, 3), 30000 + n, np.uint16), "uint16")
+    code, o, err = run(capsys, tmp_path / "s_%03d.png", "--look", ref, "--mode", "fast", "-o", tmp_path / "o_%03d.png")
+    assert code == 2 and err.count("\n") == 1
+    assert "s_003.png is missing" in err and "--allow-gaps" in err
+    assert not list(tmp_path.glob("o_*"))
+    code, o, err = run(
+        capsys, tmp_path / "s_%03d.png", "--look", ref, "--mode", "fast", "-o", tmp_path / "o_%03d.png", "--allow-gaps"
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.glob("o_*")) == ["o_001.png", "o_002.png", "o_004.png"]
+    assert read(tmp_path / "o_004.png")[0].dtype == np.float32  # readable, 16-bit PNG
+    inp = oiio.ImageInput.open(str(tmp_path / "o_004.png"))
+    assert str(inp.spec().format) == "uint16"
+    inp.close()
+
+
+def test_10bit_dpx_log_round_trip_stays_within_one_code(capsys, tmp_path: Path, ref: Path) -> None:
+    """S-Log3 10-bit DPX in (a linear scene encoded by colour-science), ``--keep-log --strength 0`` out:
+    10-bit DPX, the same codes (±1)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # colour-science: no SciPy
+        import colour
+
+    codes = {}
+    for n in (86400, 86401):
+        rgb = colour.RGB_to_RGB(
+            linear(n - 86400), colour.RGB_COLOURSPACES["ACES2065-1"], colour.RGB_COLOURSPACES["S-Gamut3.Cine"], "CAT02"
+        )
+        rgb = np.clip(rgb, 0, None)  # what a camera records: no negative light
+        c = np.round(colour.models.log_encoding_SLog3(rgb) * 1023).astype(np.uint16)
+        codes[n] = c
+        write(tmp_path / f"a.{n}.dpx", (c * 64).astype(np.uint16), "uint16", bits=10)
+    code, o, err = run(
+        capsys, tmp_path / "a.%d.dpx", "--look", ref, "--mode", "fast", "--strength", "0", "--input-space", "slog3",
+        "--keep-log", "-o", tmp_path / "b.%d.dpx", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    for n, c in codes.items():
+        out, bits = read(tmp_path / f"b.{n}.dpx")
+        assert bits == 10
+        assert np.abs(np.round(out * 1023).astype(int) - c.astype(int)).max() <= 1
+
+
+def test_a_broken_frame_is_one_line_and_nothing_is_written(capsys, tmp_path: Path, ref: Path) -> None:
+    for n in (1, 2, 3):
+        write(tmp_path / f"f.{n}.exr", linear(n), "half")
+    (tmp_path / "f.2.exr").write_bytes(b"\x76\x2f\x31\x01" + b"\x00" * 40)  # an EXR header cut short
+    out = tmp_path / "out"
+    code, o, err = run(capsys, tmp_path / "f.%d.exr", "--look", ref, "--mode", "fast", "-o", out / "g.%d.exr")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "frame 2" in err and "f.2.exr" in err
+    assert not out.exists() or not any(out.iterdir())  # no frame, no temporary folder
+
+
+def test_sequence_errors(capsys, tmp_path: Path, ref: Path) -> None:
+    code, o, err = run(capsys, tmp_path / "none.%04d.exr", "--look", ref)
+    assert code == 2 and "no frames" in err
+    write(tmp_path / "x.0001.exr", linear(0), "half")
+    code, o, err = run(capsys, tmp_path / "x.%04d.exr", "--look", ref, "-o", tmp_path / "x.%04d.exr")
+    assert code == 2 and "overwrite the source" in err
