@@ -45,12 +45,30 @@ __all__ = [
 ]
 
 
+def _review_parser():
+    from grade.review.cli import review_parser  # imports no web server (only run_review does)
+
+    return review_parser()
+
+
+def _run_review(args, console) -> int:
+    from grade.review.cli import run_review
+
+    return run_review(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
 
     console = Console(stderr=True, soft_wrap=True)  # messages in a log are not wrapped at 80 columns
-    parsers = {"shots": shots_parser, "scene": scene_parser, "presets": presets_parser, "conform": conform_parser}
+    parsers = {
+        "shots": shots_parser,
+        "scene": scene_parser,
+        "presets": presets_parser,
+        "conform": conform_parser,
+        "review": _review_parser,
+    }
     if argv and argv[0] == "help" and not Path(argv[0]).is_file():  # grade help [COMMAND]
         topic = argv[1] if len(argv) > 1 else None
         if topic is not None and topic not in parsers:
@@ -78,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "scene": run_scene,
             "presets": run_presets,
             "conform": run_conform,
+            "review": _run_review,
             "grade": run_grade,
         }[command]
         return runner(args, console)
