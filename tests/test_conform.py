@@ -390,3 +390,94 @@ def test_assembly_keeps_colour_tags_and_picture(capsys, tmp_path: Path) -> None:
     a, b = np.array(read_all(event)[0]), np.array(read_all(prog)[0])
     assert len(a) == len(b) == 10
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 2.0  # 4:2:0 chroma resampled once more, no shift
+
+
+EDITOR_EDL = """TITLE: numbers
+FCM: NON-DROP FRAME
+
+001  A001     V     C        01:00:00:10 01:00:00:20 10:00:00:00 10:00:00:10
+002  B002     V     C        02:00:00:05 02:00:00:15 10:00:00:10 10:00:00:20
+003  B002     V     C        02:00:00:15 02:00:00:15 10:00:00:20 10:00:00:20
+003  A001     V     D    006 01:00:01:00 01:00:01:12 10:00:00:20 10:00:01:08
+* BLEND, DISSOLVE
+060  A001     V     C        01:00:01:12 01:00:01:20 10:00:01:08 10:00:01:16
+*ASC_SOP (1.1 1.0 0.9)(0.0 0.0 0.0)(1.0 1.0 1.0)
+*ASC_SAT 1.0
+"""
+
+
+def test_graded_edl_keeps_event_numbers_short_reels_and_no_baked_cdl(capsys, project) -> None:
+    root, media, _ = project
+    edl = root / "editor.edl"
+    edl.write_text(EDITOR_EDL)
+    out = root / "graded"
+    base = ["conform", edl, "--media", media, "--look", root / "mild.cube", "-o", out, "--match", "reel"]
+    code, o, err = run(capsys, *base, "--handles", "0", "--apply-cdl", "--assemble", root / "prog.mp4", "--json")
+    assert code == 0, err
+    assert [e["number"] for e in json.loads(o)["events"]] == [1, 2, 3, 60]
+    text = (out / "editor.graded.edl").read_text()
+    events = [line.split() for line in text.splitlines() if line[:1].isdigit()]
+    assert [e[0] for e in events] == ["001", "002", "003", "003", "060"]  # not renumbered 001..004
+    assert all(len(e[1]) <= 8 for e in events)  # CMX 3600 reel names
+    assert "ASC_SOP" not in text and "ASC_SAT" not in text  # baked in: not to be applied twice
+    assert text.count("* BLEND, DISSOLVE") == 1
+    assert (out / "E060_A001_060.mp4").exists()
+    # a re-run with nothing changed does not render the programme again
+    before = (root / "prog.mp4").stat().st_mtime_ns
+    code, o, err = run(capsys, *base, "--handles", "0", "--apply-cdl", "--assemble", root / "prog.mp4", "-q")
+    assert code == 0, err
+    assert (root / "prog.mp4").stat().st_mtime_ns == before
+
+
+def test_edl_reading_and_relinking_messages(capsys, project, tmp_path: Path) -> None:
+    root, media, _ = project
+    e25 = root / "pal.edl"
+    e25.write_text("TITLE: pal\n\n001  A001     V     C        01:00:00:00 01:00:00:24 10:00:00:00 10:00:00:24\n")
+    code, o, err = run(capsys, "conform", e25, "--media", media, "--look", root / "mild.cube", "-o", tmp_path / "a")
+    assert code == 2 and "--rate 25" in err and err.count("\n") == 1
+    # nothing relinked: no "graded" edit pointing at the original media, and a non-zero exit
+    lost = root / "lost.edl"
+    lost.write_text("TITLE: lost\n\n001  NOPE     V     C        01:00:00:00 01:00:00:10 10:00:00:00 10:00:00:10\n")
+    code, o, err = run(
+        capsys, "conform", lost, "--media", media, "--look", root / "mild.cube", "-o", tmp_path / "b", "--skip-missing"
+    )
+    assert code == 2 and "none of the 1 events" in err
+    assert not (tmp_path / "b" / "lost.graded.edl").exists()
+    # media without a timecode tag: said once, and the range message speaks timecode
+    untimed = tmp_path / "m"
+    untimed.mkdir()
+    indexed_clip(untimed / "C003.mp4", 30, None)
+    e = root / "untimed.edl"
+    e.write_text(
+        "TITLE: u\n\n001  C003     V     C        00:00:00:05 00:00:00:15 10:00:00:00 10:00:00:10\n"
+        "002  C003     V     C        01:00:00:00 01:00:00:10 10:00:00:10 10:00:00:20\n"
+    )
+    out = tmp_path / "c"
+    args = ["conform", e, "--media", untimed, "--look", root / "mild.cube", "-o", out, "--match", "reel"]
+    code, o, err = run(capsys, *args, "--skip-missing", "--json")
+    assert code == 0, err
+    report = json.loads(o)
+    assert any("C003.mp4 has no timecode tag" in w for w in report["warnings"])
+    problem = report["events"][1]["message"]
+    assert "01:00:00:00-01:00:00:10" in problem and "no timecode tag" in problem
+
+
+def test_prores_mov_sources_give_prores_event_clips(capsys, tmp_path: Path) -> None:
+    from clips import make_clip
+
+    from grade.io.video import probe
+
+    media = tmp_path / "media"
+    media.mkdir()
+    make_clip(
+        media / "A001.mov", frames=30, codec="prores_ks", pix_fmt="yuv422p10le", audio=False, timecode="01:00:00:00"
+    )
+    edl = tmp_path / "cut.edl"
+    edl.write_text("TITLE: p\n\n001  A001     V     C        01:00:00:05 01:00:00:15 10:00:00:00 10:00:00:10\n")
+    write_cube(tmp_path / "id.cube", identity_lut(9))
+    out = tmp_path / "out"
+    code, o, err = run(capsys, "conform", edl, "--media", media, "--look", tmp_path / "id.cube", "-o", out, "--json")
+    assert code == 0, err
+    clip = Path(json.loads(o)["events"][0]["output"])
+    info = probe(clip)
+    assert clip.suffix == ".mov" and info.codec == "prores" and info.pix_fmt == "yuv422p10le"

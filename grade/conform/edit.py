@@ -63,6 +63,31 @@ def _first_record_in(path: Path, rate: float) -> int | None:
     return None
 
 
+def edl_event_numbers(path: Path) -> list[int]:
+    r"""The event numbers of a CMX EDL's video events, in order (the two lines of a dissolve or wipe are
+    one event): OTIO's adapter renumbers events 1, 2, 3..., an editor's list may run 010, 020, ...
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Path(d) / "x.edl"
+    ...     _ = p.write_text("001  A V C 01:00:00:00 01:00:01:00 01:00:00:00 01:00:01:00\n"
+    ...                      "060  B V C 01:00:00:00 01:00:00:00 01:00:01:00 01:00:01:00\n"
+    ...                      "060  C V D 012 01:00:00:00 01:00:01:00 01:00:01:00 01:00:02:00\n")
+    ...     edl_event_numbers(p)
+    [1, 60]
+    """
+    out: list[int] = []
+    last = None
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) < 8 or not parts[0].isdigit() or "V" not in parts[2].upper():
+            continue
+        if parts[0] != last:
+            out.append(int(parts[0]))
+            last = parts[0]
+    return out
+
+
 def _line_of(path: Path, why: str) -> str:
     """`` (line N)`` for an EDL error that names an event ("... for clip 003"), else ``""``."""
     m = re.search(r"\bclip (\S+)", why)
@@ -100,6 +125,10 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
         why = " ".join(str(e).split())[:300] or type(e).__name__
         if path.suffix.lower() == ".edl":
             why = _edl_diagnosis(path) or why
+            m = re.search(r"frames beyond (\d+)", why)
+            if m and rate is None:  # read at the default 24 fps: say which rate the list needs
+                hint = _rate_hint(path)
+                why += f" (the EDL is not 24 fps: give {setting('rate', str(hint) if hint else 'FPS')})"
         raise InputError(f"cannot read edit {path}{_line_of(path, why)}: {why}") from None
     if isinstance(timeline, otio.schema.SerializableCollection):
         timelines = list(timeline.find_children(descended_from_type=otio.schema.Timeline))
@@ -121,6 +150,14 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
     except otio.exceptions.OTIOError as e:
         why = " ".join(str(e).split())[:200] or type(e).__name__
         raise InputError(f"cannot read edit {path}: {why}") from None
+
+
+def _rate_hint(path: Path) -> int | None:
+    """The frame rate an EDL's timecodes imply: the smallest common rate above its largest frame field."""
+    top = 0
+    for tc in re.findall(r"\b\d\d[:;]\d\d[:;]\d\d[:;.](\d\d)\b", path.read_text(errors="replace")):
+        top = max(top, int(tc))
+    return next((r for r in (24, 25, 30, 48, 50, 60) if top < r), None)
 
 
 _TRANSITION = re.compile(r"^(D|W\d{3}|K[BO]?)$", re.IGNORECASE)
@@ -161,6 +198,9 @@ def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
     rec0 = rec0 or 0
     events = []
     previous_transition, offsets = None, None
+    numbers = edl_event_numbers(path) if path.suffix.lower() == ".edl" else []
+    if len(numbers) != len(clips) or len(set(numbers)) != len(numbers):
+        numbers = list(range(1, len(clips) + 1))  # cannot tell which line is which clip: count them
     for item in track:
         if isinstance(item, otio.schema.Transition):
             before = round(item.in_offset.rescaled_to(edit_rate).value)
@@ -170,7 +210,7 @@ def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
         if not isinstance(item, otio.schema.Clip):
             previous_transition, offsets = None, None
             continue  # gaps
-        ev = _event(item, len(events) + 1, edit_rate, rec0, previous_transition)
+        ev = _event(item, numbers[len(events)], edit_rate, rec0, previous_transition)
         ev.dissolve_in = offsets
         events.append(ev)
         previous_transition, offsets = None, None

@@ -35,6 +35,8 @@ class Job(BaseModel):
     version: int = JOB_VERSION
     edit: str
     assembled: str | None = None  # the --assemble file this job wrote last
+    assembled_fingerprint: str | None = None  # of the events and settings it was assembled from
+    assembled_bytes: int | None = None
     events: dict[str, EventStatus] = Field(default_factory=dict)
 
 

@@ -19,6 +19,7 @@ class Media:
     start: int  # start timecode in frames at the edit's rate
     frames: int
     fps: float
+    timecoded: bool = True  # False: no timecode tag, taken to start at 00:00:00:00
 
 
 class MediaIndex:
@@ -61,5 +62,5 @@ class MediaIndex:
                 start = timecode_frames(info.timecode, rate) if info.timecode else 0
             except ValueError:
                 raise InputError(f"media {path} has a malformed timecode tag {info.timecode!r}") from None
-            self._probed[path] = Media(path, start, info.frames, info.fps)
+            self._probed[path] = Media(path, start, info.frames, info.fps, timecoded=bool(info.timecode))
         return self._probed[path]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from grade.conform.edit import Edit, Event
 from grade.conform.looks import LooksFile, scene_of
 from grade.conform.media import Media, MediaIndex
+from grade.io.timecode import frames_timecode
 
 
 class ConformSettings(BaseModel):
@@ -90,7 +91,14 @@ def plan_events(edit: Edit, index: MediaIndex, settings: ConformSettings, looks:
             m = index.media(path, edit.rate)
             a, b = ev.src_in - m.start, ev.src_out - m.start
             if a < 0 or b > m.frames or b <= a:
-                p.problem = f"source range {a}..{b} is outside {path.name} ({m.frames} frames from its timecode)"
+                tc = [
+                    frames_timecode(max(0, f), edit.rate) for f in (ev.src_in, ev.src_out, m.start, m.start + m.frames)
+                ]
+                p.problem = (
+                    f"source {tc[0]}-{tc[1]} is outside {path.name} ({tc[2]}-{tc[3]}"
+                    + ("" if m.timecoded else ": it has no timecode tag, so it is taken to start at 00:00:00:00")
+                    + ")"
+                )
             else:
                 p.media, p.first, p.end = m, max(0, a - settings.handles), min(m.frames, b + settings.handles)
         plans.append(p)

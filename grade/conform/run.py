@@ -59,6 +59,10 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         for p in plans
         if p.event.speed_effect
     ]
+    untimed = sorted({p.media.path.name for p in plans if p.media is not None and not p.media.timecoded})
+    warnings += [f"media {n} has no timecode tag: taken to start at 00:00:00:00" for n in untimed]
+    if not any(p.problem is None for p in plans):  # --skip-missing and nothing relinked: no "graded" edit
+        raise InputError(f"none of the {len(plans)} events could be relinked: nothing to grade (see --media)")
     device = resolve_device(options.device)
     job = load_job(out_dir, edit.path)
     todo = [p for p in plans if p.problem is None]
@@ -172,13 +176,23 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
     for g in grades.values():
         g.release()
-    written = write_edits(edit, plans, out_dir)
+    written = write_edits(edit, plans, out_dir, cdl_applied=settings.apply_cdl)
     if settings.assemble is not None:
-        with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
-            assemble(plans, settings.assemble, options, on_frame=lambda: task.advance())
-        written.append(str(settings.assemble))
-        job.assembled = str(settings.assemble)
-        save_job(out_dir, job)
+        target = settings.assemble
+        assembly_fp = fingerprint(str(target), [(p.event.number, p.fingerprint) for p in plans], grading)
+        unchanged = (
+            job.assembled == str(target)
+            and job.assembled_fingerprint == assembly_fp
+            and target.exists()
+            and target.stat().st_size == job.assembled_bytes
+        )
+        if not unchanged:  # a re-run with nothing changed does not render the programme again
+            with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
+                assemble(plans, target, options, on_frame=lambda: task.advance())
+            job.assembled, job.assembled_fingerprint = str(target), assembly_fp
+            job.assembled_bytes = target.stat().st_size
+            save_job(out_dir, job)
+        written.append(str(target))
     return ConformReport(
         edit=str(edit.path),
         output_dir=str(out_dir),

@@ -10,8 +10,39 @@ from grade.errors import OutputError
 from grade.io.atomic import atomic_output
 
 
-def write_edits(edit: Edit, plans: list[Planned], out_dir: Path) -> list[str]:
-    """The edit again, each event pointing at its graded clip (same record timeline): input format and .otio."""
+def _number_width(path: Path) -> int:
+    """How many digits the source EDL's event numbers have (3 in CMX 3600, 6 in some exports)."""
+    for line in path.read_text(errors="replace").splitlines():
+        head = line.split(None, 1)
+        if head and head[0].isdigit() and len(line.split()) >= 8:
+            return len(head[0])
+    return 3
+
+
+def _restore_numbers(text: str, numbers: list[int], width: int) -> str:
+    """OTIO's CMX writer numbers events 001, 002, ...: give each its number from the source edit back (the
+    two lines of a dissolve keep one number), in the source's width; a repeated comment line once."""
+    out, k, last, prev_line = [], -1, None, None
+    for line in text.splitlines():
+        parts = line.split(None, 1)
+        if parts and parts[0].isdigit() and len(parts) > 1 and len(line.split()) >= 8:
+            if parts[0] != last:
+                k, last = k + 1, parts[0]
+            if 0 <= k < len(numbers):
+                line = f"{numbers[k]:0{width}d}" + line[len(parts[0]) :]
+        if line.startswith("*") and line == prev_line:
+            continue  # "* BLEND, DISSOLVE" written twice
+        out.append(line)
+        prev_line = line
+    return "\n".join(out) + "\n"
+
+
+def write_edits(edit: Edit, plans: list[Planned], out_dir: Path, cdl_applied: bool = False) -> list[str]:
+    """The edit again, each event pointing at its graded clip (same record timeline): input format and .otio.
+
+    Event numbers are the source edit's; reel names are the event's (``E060``: CMX 3600 allows 8
+    characters), the clip name and file stay in the comments; with ``cdl_applied`` the events' ASC CDL
+    is left out (it is in the pictures now: applied again downstream it would count twice)."""
     import copy
 
     import opentimelineio as otio
@@ -30,8 +61,10 @@ def write_edits(edit: Edit, plans: list[Planned], out_dir: Path) -> list[str]:
         )
         clip.name = p.output.stem
         cmx = dict(clip.metadata.get("cmx_3600", {}) or {})
-        cmx["reel"] = p.output.stem
+        cmx["reel"] = f"E{p.event.number:03d}"[:8]
         clip.metadata["cmx_3600"] = cmx
+        if cdl_applied and p.event.cdl is not None:
+            clip.metadata.pop("cdl", None)
     written = []
     suffix = edit.path.suffix.lower()
     targets = [out_dir / f"{edit.path.stem}.graded.otio"]
@@ -44,6 +77,10 @@ def write_edits(edit: Edit, plans: list[Planned], out_dir: Path) -> list[str]:
             )
         except Exception as e:  # an adapter that cannot express something: say so, keep the rest
             raise OutputError(f"cannot write {target.name}: {' '.join(str(e).split())[:200]}") from None
+        if target.suffix == ".edl":
+            numbers = [ev.number for ev in edit.events]
+            width = max(3, *(len(str(n)) for n in numbers), _number_width(edit.path))
+            text = _restore_numbers(text, numbers, width)
         with atomic_output(target, force=True) as tmp:
             Path(tmp).write_text(text)
         written.append(str(target))
