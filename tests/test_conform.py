@@ -481,3 +481,47 @@ def test_prores_mov_sources_give_prores_event_clips(capsys, tmp_path: Path) -> N
     clip = Path(json.loads(o)["events"][0]["output"])
     info = probe(clip)
     assert clip.suffix == ".mov" and info.codec == "prores" and info.pix_fmt == "yuv422p10le"
+
+
+def test_shards_and_finish_equal_one_whole_run(capsys, project, tmp_path: Path) -> None:
+    """Two shards started together (real processes), then --finish: the same clips, edits and programme
+    as one whole run; the scene's look is trained once (a lock, not a race)."""
+    root, media, edl = project
+    ref = make_still(root / "ref.png", size=(64, 48), scene=1)
+    base = ["conform", edl, "--media", media, "--look", ref, "--mode", "fast", "--handles", "2"]
+    code, o, err = run(capsys, *base, "-o", tmp_path / "whole", "--assemble", tmp_path / "whole.mp4", "--json")
+    assert code == 0, err
+    whole = {Path(e["output"]).name: sha(Path(e["output"])) for e in json.loads(o)["events"] if e["output"]}
+
+    code, o, err = run(capsys, *base, "-o", tmp_path / "farm", "--list-events", "--json")
+    assert code == 0, err
+    listed = json.loads(o)["events"]
+    assert [e["number"] for e in listed] == [1, 2, 3, 4] and all(e["cost"] > 0 for e in listed)
+
+    farm = tmp_path / "farm"
+    code, o, err = run(capsys, *base, "-o", farm, "--finish")
+    assert code == 2 and "4 of 4 events are not graded yet" in err
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "grade", *[str(a) for a in cli_args(base)], "-o", str(farm), "--json"]
+    shards = [subprocess.Popen([*cmd, "--shard", f"{i}/2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+              for i in (1, 2)]  # fmt: skip
+    reports = []
+    for s in shards:
+        out, err = s.communicate(timeout=300)
+        assert s.returncode == 0, err.decode()
+        reports.append(json.loads(out))
+    assert sum("default" in r["scenes_trained"] for r in reports) == 1  # trained once, loaded by the other
+    done = [{e["number"] for e in r["events"] if e["status"] == "done"} for r in reports]
+    assert done[0] | done[1] == {1, 2, 3, 4} and not done[0] & done[1]
+    assert not list(farm.glob("*.graded.*"))  # the edits are --finish's
+    code, o, err = run(capsys, *base, "-o", farm, "--finish", "--assemble", tmp_path / "farm.mp4", "--json")
+    assert code == 0, err
+    assert {Path(e["output"]).name: sha(Path(e["output"])) for e in json.loads(o)["events"] if e["output"]} == whole
+    assert (farm / "cut.graded.edl").read_text() == (tmp_path / "whole" / "cut.graded.edl").read_text().replace(
+        str(tmp_path / "whole"), str(farm)
+    )
+    assert read_all(tmp_path / "farm.mp4")[0] and len(read_all(tmp_path / "farm.mp4")[0]) == len(
+        read_all(tmp_path / "whole.mp4")[0]
+    )
+    code, o, err = run(capsys, *base, "-o", farm, "--events", "7-9")
+    assert code == 2 and "no event of the edit is numbered 7-9" in err

@@ -137,10 +137,34 @@ def run_conform(args: argparse.Namespace, console) -> int:
         apply_cdl=args.apply_cdl,
         rate=args.rate,
         assemble=args.assemble,
+        events=args.events,
+        shard=_shard(args.shard),
+        finish=args.finish,
     )
     if args.preset is not None and args.look is not None:
         raise InputError("give the default look as --look or --preset, not both")
     options = _options(args, jobs=args.jobs)
+    if args.list_events:
+        from grade.conform import list_events
+
+        events = list_events(args.edit, settings, options)
+        if args.json:
+            print(json.dumps({"edit": str(args.edit), "events": events}))
+        else:
+            from rich.table import Table
+
+            from grade.cli.presets import data_console
+
+            table = Table(title=f"{args.edit}: {len(events)} events")
+            for col in ("#", "clip", "reel", "scene", "frames", "cost", "note"):
+                table.add_column(col)
+            for e in events:
+                table.add_row(
+                    str(e["number"]), e["name"], e["reel"] or "", e["scene"], str(e["frames"]), f"{e['cost']:.0f}",
+                    e["problem"] or "",
+                )  # fmt: skip
+            data_console().print(table)
+        return 0
     t0 = time.perf_counter()
     report = run_graded(args, console, lambda pr: run_conform(args.edit, args.output_dir, settings, options, pr))
     elapsed = time.perf_counter() - t0
@@ -165,6 +189,16 @@ def run_conform(args: argparse.Namespace, console) -> int:
             console.print(f"[yellow]warning[/yellow]: {w}")
         console.print(f"edits: {', '.join(report.edits_written)}  ({elapsed:.1f} s)")
     return 0
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    """``--shard 2/4`` -> ``(2, 4)``."""
+    if text is None:
+        return None
+    a, sep, b = text.partition("/")
+    if not (sep and a.strip().isdigit() and b.strip().isdigit()):
+        raise InputError(f"--shard takes I/N (for example 2/4), not {text!r}")
+    return int(a), int(b)
 
 
 def run_presets(args: argparse.Namespace, console) -> int:

@@ -169,6 +169,15 @@ def conform_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
     p.add_argument("--jobs", type=int, default=1, help="render events in N parallel processes (default 1)")
     p.add_argument("--assemble", type=Path, metavar="FILE", help="also render the whole timeline (cuts, dissolves)")
+    farm = p.add_argument_group("render farms (any manager: Deadline, OpenCue, Slurm, a shell loop)")
+    farm.add_argument(
+        "--list-events", action="store_true", help="list the events (number, scene, frames, cost) and stop"
+    )
+    farm.add_argument("--shard", metavar="I/N", help="render shard I of N (events dealt out by cost; 1-based)")
+    farm.add_argument("--events", metavar="LIST", help="render only these events, e.g. 3,7-12")
+    farm.add_argument(
+        "--finish", action="store_true", help="once every shard is done: write the graded edits and --assemble"
+    )
     _grading_options(p)
     _common(p)
     return p

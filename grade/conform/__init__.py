@@ -32,7 +32,7 @@ from grade.conform.job import JOB_FILE, EventStatus, Job, fingerprint, load_job,
 from grade.conform.looks import LooksFile, Rule, SceneLook, read_looks, scene_of
 from grade.conform.media import MEDIA_SUFFIXES, Media, MediaIndex
 from grade.conform.plan import ConformReport, ConformSettings, EventReport, Planned, plan_events
-from grade.conform.run import run_conform
+from grade.conform.run import list_events, run_conform
 
 __all__ = [
     "EDIT_SUFFIXES",
@@ -53,6 +53,7 @@ __all__ = [
     "SceneLook",
     "assemble",
     "fingerprint",
+    "list_events",
     "load_job",
     "output_name",
     "plan_events",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -55,6 +57,50 @@ def save_job(folder: Path, job: Job) -> None:
     data = job.model_dump_json(indent=1).encode()
     with atomic_output(folder / JOB_FILE, force=True) as tmp:
         Path(tmp).write_bytes(data)
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str) -> Iterator[None]:
+    """An exclusive lock on ``folder/.name.lock`` (``flock``): shards started together on one output
+    folder take turns for the job file, and the first to train a scene's look trains it for all."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{name}.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def record_event(folder: Path, edit: Path, status: EventStatus, job: Job | None = None) -> Job:
+    """Add one finished event to the job file under the folder's lock (re-read first: another shard
+    may have recorded its own events meanwhile); returns the job as it is now on disk."""
+    with folder_lock(folder, "job"):
+        current = load_job(folder, edit)
+        if job is not None:
+            current.assembled, current.assembled_fingerprint = job.assembled, job.assembled_fingerprint
+            current.assembled_bytes = job.assembled_bytes
+        current.events[str(status.number)] = status
+        save_job(folder, current)
+    return current
+
+
+def deal_shards(costs: dict[int, float], count: int) -> list[list[int]]:
+    """Events dealt out to ``count`` shards by estimated cost: the costliest first, each to the shard with
+    the least so far (ties: the lower shard). Deterministic, so every shard computes the same deal.
+
+    >>> deal_shards({1: 10, 2: 30, 3: 20, 4: 5}, 2)
+    [[2, 4], [1, 3]]
+    """
+    shards: list[list[int]] = [[] for _ in range(count)]
+    load = [0.0] * count
+    for number, cost in sorted(costs.items(), key=lambda kv: (-kv[1], kv[0])):
+        i = min(range(count), key=lambda k: (load[k], k))
+        shards[i].append(number)
+        load[i] += cost
+    return [sorted(s) for s in shards]
 
 
 def file_fingerprint(path: Path) -> str:

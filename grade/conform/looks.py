@@ -46,10 +46,10 @@ class Rule(BaseModel):
             return False
         if self.marker is not None and not any(self.marker.lower() in t.lower() for t in [*e.markers, *e.comments]):
             return False
-        return not (self.events is not None and not any(a <= e.number <= b for a, b in _number_ranges(self.events)))
+        return not (self.events is not None and not any(a <= e.number <= b for a, b in number_ranges(self.events)))
 
 
-def _number_ranges(text: str) -> list[tuple[int, int]]:
+def number_ranges(text: str) -> list[tuple[int, int]]:
     """``"2,4,7-9"`` -> ``[(2, 2), (4, 4), (7, 9)]`` (ranges, not sets: ``1-99999999999`` costs nothing)."""
     out: list[tuple[int, int]] = []
     for part in text.replace(" ", "").split(","):
@@ -97,7 +97,7 @@ class LooksFile(BaseModel):
     def _names(self) -> LooksFile:
         for r in self.rules:
             if r.events is not None:
-                _number_ranges(r.events)
+                number_ranges(r.events)
             if r.scene not in self.scenes:
                 raise ValueError(f"rule names unknown scene {r.scene!r}")
         if self.default is not None and self.default not in self.scenes:

@@ -27,6 +27,19 @@ class ConformSettings(BaseModel):
     apply_cdl: bool = False
     rate: float | None = Field(None, gt=0)
     assemble: Path | None = None  # render the whole timeline (cuts, dissolves) into this file
+    # render farms: only these events ("3,7-12"), or shard I of N (events dealt out by cost), and
+    # --finish (write the edits and the programme once every event is there)
+    events: str | None = None
+    shard: tuple[int, int] | None = None
+    finish: bool = False
+
+    @model_validator(mode="after")
+    def _shard(self) -> ConformSettings:
+        if self.shard is not None and not 1 <= self.shard[0] <= self.shard[1]:
+            raise ValueError(f"--shard I/N needs 1 <= I <= N, not {self.shard[0]}/{self.shard[1]}")
+        if sum(x is not None and x is not False for x in (self.events, self.shard, self.finish or None)) > 1:
+            raise ValueError("give one of --events, --shard and --finish")
+        return self
 
     @model_validator(mode="after")
     def _match(self) -> ConformSettings:

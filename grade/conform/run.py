@@ -12,15 +12,18 @@ from grade.conform.assemble import assemble
 from grade.conform.edit import read_edit
 from grade.conform.job import (
     EventStatus,
+    deal_shards,
     ensure_output_folder,
     file_fingerprint,
     fingerprint,
+    folder_lock,
     load_job,
     output_name,
     output_suffix,
+    record_event,
     save_job,
 )
-from grade.conform.looks import LooksFile, read_looks
+from grade.conform.looks import LooksFile, number_ranges, read_looks
 from grade.conform.media import MediaIndex
 from grade.conform.plan import ConformReport, ConformSettings, EventReport, Planned, plan_events
 from grade.conform.render import event_colour, render_event, render_parallel
@@ -96,7 +99,13 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             and st.output_bytes == p.output.stat().st_size
         )
 
-    pending = [p for p in todo if not done(p)]
+    chosen = _chosen_events(todo, settings)  # None: every event (one whole run)
+    if settings.finish:  # the farm's last step: every event must be there, nothing is rendered
+        missing = [p.event.number for p in todo if not done(p)]
+        if missing:
+            shown = ", ".join(str(n) for n in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise InputError(f"--finish: {len(missing)} of {len(todo)} events are not graded yet: {shown}")
+    pending = [p for p in todo if not done(p) and (chosen is None or p.event.number in chosen)]
     if not options.force:  # never replace a file this job did not write
         ours = {st.output for st in job.events.values() if st.output}
         foreign = [p.output for p in pending if p.output.exists() and str(p.output) not in ours]
@@ -110,9 +119,18 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
     grades, specs, trained = {}, {}, []
     working = {s: _preset_working(d) for s, (d, _) in sources.items()}  # a preset's look keeps its working space
     for scene in sorted({p.scene for p in pending}):
-        grades[scene], specs[scene], was_trained = _scene_grade(
-            scene, sources[scene], [p for p in todo if p.scene == scene], out_dir, settings, options, device, progress
-        )
+        # shards started together: the first trains the scene's look, the others wait and load it
+        with folder_lock(out_dir / ".looks", "scene-" + re.sub(r"[^A-Za-z0-9_.+-]", "_", scene)[:40]):
+            grades[scene], specs[scene], was_trained = _scene_grade(
+                scene,
+                sources[scene],
+                [p for p in todo if p.scene == scene],
+                out_dir,
+                settings,
+                options,
+                device,
+                progress,
+            )
         if was_trained:
             trained.append(scene)
 
@@ -123,7 +141,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         if frames < p.end - p.first:  # the media broke off inside the event's range
             rep.message = f"{p.media.path} is damaged: graded {frames} of {p.end - p.first} frames"
             warnings.append(f"event {p.event.number} {p.event.name}: {rep.message}")
-        job.events[str(p.event.number)] = EventStatus(
+        status = EventStatus(
             number=p.event.number,
             status="done",
             fingerprint=p.fingerprint,
@@ -133,7 +151,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             frames=frames,
             seconds=rep.seconds,
         )
-        save_job(out_dir, job)  # after the clip is in place: an interruption redoes only this event
+        # after the clip is in place: an interruption redoes only this event; other shards' events kept
+        job.events.update(record_event(out_dir, edit.path, status).events)
 
     reports = []
     with progress.stage("conform", len(todo)) as task:
@@ -166,6 +185,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                         finish(p, rep, frames, time.perf_counter() - t)
                     else:
                         rep.status = "queued"
+                elif not done(p):
+                    rep.status, rep.message = "other shard", "left to the shard that holds it"
                 else:
                     st = job.events[str(ev.number)]
                     rep.status, rep.frames = "unchanged", st.frames or 0
@@ -176,6 +197,11 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
     for g in grades.values():
         g.release()
+    if chosen is not None:  # a shard: the edits and the programme are --finish's (once every event is there)
+        return ConformReport(
+            edit=str(edit.path), output_dir=str(out_dir), rate=edit.rate, events=reports, scenes_trained=trained,
+            warnings=warnings,
+        )  # fmt: skip
     written = write_edits(edit, plans, out_dir, cdl_applied=settings.apply_cdl)
     if settings.assemble is not None:
         target = settings.assemble
@@ -189,9 +215,11 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         if not unchanged:  # a re-run with nothing changed does not render the programme again
             with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
                 assemble(plans, target, options, on_frame=lambda: task.advance())
-            job.assembled, job.assembled_fingerprint = str(target), assembly_fp
-            job.assembled_bytes = target.stat().st_size
-            save_job(out_dir, job)
+            with folder_lock(out_dir, "job"):
+                job = load_job(out_dir, edit.path)
+                job.assembled, job.assembled_fingerprint = str(target), assembly_fp
+                job.assembled_bytes = target.stat().st_size
+                save_job(out_dir, job)
         written.append(str(target))
     return ConformReport(
         edit=str(edit.path),
@@ -202,6 +230,46 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         scenes_trained=trained,
         warnings=warnings,
     )
+
+
+def _chosen_events(todo: list[Planned], settings: ConformSettings) -> set[int] | None:
+    """The event numbers this run renders: ``--events 3,7-12``, shard I of N (dealt out by estimated cost:
+    frames), or None for all."""
+    if settings.events is not None:
+        try:
+            ranges = number_ranges(settings.events)
+        except ValueError as e:
+            raise InputError(f"{setting('events', 'LIST')}: {e}") from None
+        chosen = {p.event.number for p in todo if any(a <= p.event.number <= b for a, b in ranges)}
+        if not chosen:
+            raise InputError(f"{setting('events', 'LIST')}: no event of the edit is numbered {settings.events}")
+        return chosen
+    if settings.shard is not None:
+        i, n = settings.shard
+        costs = {p.event.number: float(max(1, p.end - p.first)) for p in todo}
+        return set(deal_shards(costs, n)[i - 1])
+    return None
+
+
+def list_events(edit_path: str | Path, settings: ConformSettings, options) -> list[dict]:
+    """Every event of the edit for a farm manager: number, clip, reel, scene, media, frames (handles
+    included), estimated cost (frames to decode, grade and encode), or why it cannot be relinked."""
+    edit = read_edit(edit_path, settings.rate)
+    looks = read_looks(settings.looks) if settings.looks else None
+    plans = plan_events(edit, MediaIndex(settings.media), settings, looks)
+    return [
+        {
+            "number": p.event.number,
+            "name": p.event.name,
+            "reel": p.event.reel,
+            "scene": p.scene,
+            "media": str(p.media.path) if p.media else None,
+            "frames": p.end - p.first if p.problem is None else 0,
+            "cost": float(max(1, p.end - p.first)) if p.problem is None else 0.0,
+            "problem": p.problem,
+        }
+        for p in plans
+    ]
 
 
 def _preset_working(desc: dict) -> str | None:
