@@ -597,7 +597,7 @@ EDITS = [
         "edl-event-before-media",
         lambda c: c.conform(M.edl(c.p("cut.edl"), M.event(src=("00:59:59:00", "00:59:59:05")))),
         "error",
-        "source range -24..-19 is outside",
+        "source 00:59:59:00-00:59:59:05 is outside",  # in timecode, as the edit gives it
         "A001.mp4",
     ),
     Case(
