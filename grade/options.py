@@ -76,7 +76,7 @@ class GradeOptions(BaseModel):
         """The names of the fields of these roles.
 
         >>> GradeOptions.fields_of("encode")
-        ['codec', 'crf', 'fps']
+        ['fps', 'codec', 'crf']
         """
         return [n for n, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("role") in roles]
 
