@@ -525,3 +525,32 @@ def test_shards_and_finish_equal_one_whole_run(capsys, project, tmp_path: Path) 
     )
     code, o, err = run(capsys, *base, "-o", farm, "--events", "7-9")
     assert code == 2 and "no event of the edit is numbered 7-9" in err
+
+
+ODD_EDL = """TITLE: odd
+FCM: NON-DROP FRAME
+
+001  A001     V     C        01:00:00:10 01:00:00:20 10:00:00:00 10:00:00:10
+002  A001     V     C        01:00:01:12 01:00:01:20 10:00:00:10 10:00:00:20
+003  B002     V     C        02:00:00:05 02:00:00:05 10:00:00:20 10:00:01:00
+004  B002     AA    C        02:00:00:05 02:00:00:15 10:00:01:00 10:00:01:10
+"""
+
+
+def test_an_editors_odd_events_are_read_leniently_and_warned_once(capsys, project) -> None:
+    """Events OTIO's strict reader refuses ("Source and record duration don't match"): a source shorter
+    than its record, a zero-length source; and an audio-only event. The edit conforms, one warning each."""
+    root, media, _ = project
+    edl = root / "odd.edl"
+    edl.write_text(ODD_EDL)
+    args = ["conform", edl, "--media", media, "--look", root / "mild.cube", "-o", root / "o", "--match", "reel"]
+    code, o, err = run(capsys, *args, "--handles", "0", "--json")
+    assert code == 0, err
+    report = json.loads(o)
+    warnings = report["warnings"]
+    assert sum("event 002: source 8 frames, record 10" in w for w in warnings) == 1
+    assert sum("event 003: a zero-length source" in w for w in warnings) == 1
+    assert sum("event 004: audio only" in w for w in warnings) == 1
+    done = {e["number"]: e for e in report["events"]}
+    assert [n for n, e in done.items() if e["status"] == "done"] == [1, 2, 3]
+    assert done[2]["frames"] == 10 and done[3]["frames"] == 4  # the record's length

@@ -52,6 +52,7 @@ class Edit:
     name: str
     events: list[Event]
     timeline: object  # opentimelineio.schema.Timeline
+    warnings: list[str] = field(default_factory=list)  # odd events read leniently, once each
 
 
 def _first_record_in(path: Path, rate: float) -> int | None:
@@ -119,8 +120,18 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
         text = path.read_bytes()
         if b"\x00" in text[:4096]:
             raise InputError(f"not an EDL (binary file): {path}")
+    lenient: list[str] = []
     try:
-        timeline = otio.adapters.read_from_file(str(path), **kwargs)
+        try:
+            timeline = otio.adapters.read_from_file(str(path), **kwargs)
+        except Exception as e:
+            if path.suffix.lower() != ".edl" or "duration don't match" not in str(e):
+                raise
+            # an editor's list with events the strict adapter rejects: read them leniently, say so once each
+            text, lenient = normalise_edl(path.read_text(errors="replace"), kwargs["rate"])
+            if not lenient:
+                raise
+            timeline = otio.adapters.read_from_string(text, "cmx_3600", **kwargs)
     except Exception as e:  # the adapters raise many types; all mean "cannot read this edit"
         why = " ".join(str(e).split())[:300] or type(e).__name__
         if path.suffix.lower() == ".edl":
@@ -138,7 +149,11 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
     if not isinstance(timeline, otio.schema.Timeline):
         raise InputError(f"no timeline in {path} (it holds a {type(timeline).__name__})")
     try:
-        return _edit_of(path, timeline, rate)
+        edit = _edit_of(path, timeline, rate)
+        edit.warnings += lenient
+        if path.suffix.lower() == ".edl":
+            edit.warnings += _audio_only(path)
+        return edit
     except InputError as e:
         if str(path) in str(e):
             raise
@@ -150,6 +165,59 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
     except otio.exceptions.OTIOError as e:
         why = " ".join(str(e).split())[:200] or type(e).__name__
         raise InputError(f"cannot read edit {path}: {why}") from None
+
+
+_EVENT_LINE = re.compile(
+    r"^(?P<num>\d+)\s+(?P<reel>\S+)\s+(?P<track>\S+)\s+(?P<kind>\S+)(?:\s+(?P<dur>\d+))?\s+"
+    r"(?P<si>\d\d[:;]\d\d[:;]\d\d[:;.]\d\d)\s+(?P<so>\d\d[:;]\d\d[:;]\d\d[:;.]\d\d)\s+"
+    r"(?P<ri>\d\d[:;]\d\d[:;]\d\d[:;.]\d\d)\s+(?P<ro>\d\d[:;]\d\d[:;]\d\d[:;.]\d\d)\s*$"
+)
+
+
+def normalise_edl(text: str, rate: float) -> tuple[str, list[str]]:
+    r"""An EDL with the events that OpenTimelineIO's strict reader refuses ("Source and record duration
+    don't match") made readable, and one warning per event changed.
+
+    A cut whose source and record durations differ without an ``M2`` line (a speed change the list does
+    not describe, a trimmed source, a zero-length source) keeps its record length and takes that many
+    source frames from its source in-point. Everything else is left exactly as it is.
+
+    >>> edl = "001  A V C 01:00:00:00 01:00:00:10 10:00:00:00 10:00:00:20\n"
+    >>> fixed, notes = normalise_edl(edl, 24)
+    >>> fixed.split()[5], notes[0].split(":")[0]
+    ('01:00:00:20', 'event 001')
+    """
+    lines = text.splitlines()
+    speed = {ln.split()[1] for ln in lines if ln.startswith("M2") and len(ln.split()) > 1}
+    out, notes = [], []
+    for i, line in enumerate(lines):
+        m = _EVENT_LINE.match(line.strip())
+        if m:
+            src = timecode_frames(m["so"], rate) - timecode_frames(m["si"], rate)
+            rec = timecode_frames(m["ro"], rate) - timecode_frames(m["ri"], rate)
+            follows_m2 = any(ln.startswith("M2") for ln in lines[i + 1 : i + 3]) and m["reel"] in speed
+            if src != rec and not follows_m2:
+                from grade.io.timecode import frames_timecode
+
+                new_out = frames_timecode(timecode_frames(m["si"], rate) + rec, rate, ";" in m["si"])
+                what = "a zero-length source" if src == 0 else f"source {src} frames, record {rec}"
+                notes.append(
+                    f"event {m['num']}: {what}: read leniently, {rec} frames from source {m['si']} (line {i + 1})"
+                )
+                bare = line.strip()
+                line = bare[: m.start("so")] + new_out + bare[m.end("so") :]
+        out.append(line)
+    return "\n".join(out) + "\n", notes
+
+
+def _audio_only(path: Path) -> list[str]:
+    """One warning per EDL event that has no video line (audio only: nothing to grade)."""
+    tracks: dict[str, set[bool]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        m = _EVENT_LINE.match(line.strip())
+        if m:
+            tracks.setdefault(m["num"], set()).add("V" in m["track"].upper())
+    return [f"event {n}: audio only: not graded" for n, v in tracks.items() if v == {False}]
 
 
 def _rate_hint(path: Path) -> int | None:

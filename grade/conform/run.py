@@ -62,6 +62,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         for p in plans
         if p.event.speed_effect
     ]
+    warnings += edit.warnings
     untimed = sorted({p.media.path.name for p in plans if p.media is not None and not p.media.timecoded})
     warnings += [f"media {n} has no timecode tag: taken to start at 00:00:00:00" for n in untimed]
     if not any(p.problem is None for p in plans):  # --skip-missing and nothing relinked: no "graded" edit
