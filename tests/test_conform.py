@@ -554,3 +554,36 @@ def test_an_editors_odd_events_are_read_leniently_and_warned_once(capsys, projec
     done = {e["number"]: e for e in report["events"]}
     assert [n for n, e in done.items() if e["status"] == "done"] == [1, 2, 3]
     assert done[2]["frames"] == 10 and done[3]["frames"] == 4  # the record's length
+
+
+@pytest.mark.parametrize("suffix, adapter", [(".fcpxml", "fcpx_xml"), (".aaf", "AAF")])
+def test_final_cut_x_and_avid_edits_conform(capsys, project, suffix: str, adapter: str) -> None:
+    """FCP X XML and AAF, written by their OTIO adapters, conform; the graded edit comes back in the same
+    format (and .otio) pointing at the graded clips."""
+    root, media, _ = project
+    track = otio.schema.Track(kind=otio.schema.TrackKind.Video)
+    for name, start in (("A001", HOUR + 10), ("B002", 2 * HOUR + 20)):
+        c = otio.schema.Clip(name=name, source_range=otio.opentime.TimeRange(tc(start), tc(8)))
+        base = HOUR if name == "A001" else 2 * HOUR
+        c.media_reference = otio.schema.ExternalReference(
+            target_url=(media / f"{name}.mp4").resolve().as_uri(),
+            available_range=otio.opentime.TimeRange(tc(base), tc(60)),
+        )
+        track.append(c)
+    timeline = otio.schema.Timeline(name="nle", global_start_time=tc(10 * HOUR))
+    timeline.tracks.append(track)
+    edit = root / f"cut{suffix}"
+    kw = {"use_empty_mob_ids": True} if adapter == "AAF" else {}
+    otio.adapters.write_to_file(timeline, str(edit), adapter_name=adapter, **kw)
+    out = root / f"graded{suffix}"
+    args = ["conform", edit, "--media", media, "--look", root / "mild.cube", "-o", out, "--handles", "0", "--json"]
+    code, o, err = run(capsys, *args)
+    assert code == 0, err
+    report = json.loads(o)
+    assert [e["status"] for e in report["events"]] == ["done", "done"]
+    graded = out / f"cut.graded{suffix}"
+    assert str(graded) in report["edits_written"]
+    back = otio.adapters.read_from_file(str(graded))
+    urls = [c.media_reference.target_url for c in back.find_clips()]
+    assert [Path(u.replace("file://", "")).name for u in urls] == [Path(e["output"]).name for e in report["events"]]
+    assert frame_indices(Path(report["events"][0]["output"])) == list(range(10, 18))

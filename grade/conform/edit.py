@@ -13,7 +13,7 @@ from grade.cdl import CDL
 from grade.errors import InputError, setting
 from grade.io.timecode import timecode_frames
 
-EDIT_SUFFIXES = {".edl", ".xml", ".otio", ".fcpxml"}
+EDIT_SUFFIXES = {".edl", ".xml", ".otio", ".fcpxml", ".aaf"}
 
 
 @dataclass
@@ -113,7 +113,7 @@ def read_edit(path: str | Path, rate: float | None = None) -> Edit:
     if not path.is_file():
         raise InputError(f"no such edit file: {path}")
     if path.suffix.lower() not in EDIT_SUFFIXES:
-        raise InputError(f"not an edit file (use .edl, .xml, .fcpxml or .otio): {path}")
+        raise InputError(f"not an edit file (use .edl, .xml, .fcpxml, .aaf or .otio): {path}")
     kwargs = {}
     if path.suffix.lower() == ".edl":
         kwargs["rate"] = rate or 24

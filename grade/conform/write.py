@@ -9,6 +9,9 @@ from grade.conform.plan import Planned
 from grade.errors import OutputError
 from grade.io.atomic import atomic_output
 
+# the graded edit is written in the source's own format (and always as .otio)
+_ADAPTERS = {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml", ".fcpxml": "fcpx_xml", ".aaf": "AAF"}
+
 
 def _number_width(path: Path) -> int:
     """How many digits the source EDL's event numbers have (3 in CMX 3600, 6 in some exports)."""
@@ -68,13 +71,19 @@ def write_edits(edit: Edit, plans: list[Planned], out_dir: Path, cdl_applied: bo
     written = []
     suffix = edit.path.suffix.lower()
     targets = [out_dir / f"{edit.path.stem}.graded.otio"]
-    if suffix in (".edl", ".xml"):
+    if suffix in _ADAPTERS:
         targets.append(out_dir / f"{edit.path.stem}.graded{suffix}")
     for target in targets:
+        if target.suffix == ".aaf":  # binary: the adapter writes the file itself (new mob IDs: new media)
+            try:
+                with atomic_output(target, force=True) as tmp:
+                    otio.adapters.write_to_file(timeline, str(tmp), adapter_name="AAF", use_empty_mob_ids=True)
+            except Exception as e:
+                raise OutputError(f"cannot write {target.name}: {' '.join(str(e).split())[:200]}") from None
+            written.append(str(target))
+            continue
         try:
-            text = otio.adapters.write_to_string(
-                timeline, {".otio": "otio_json", ".edl": "cmx_3600", ".xml": "fcp_xml"}[target.suffix]
-            )
+            text = otio.adapters.write_to_string(timeline, _ADAPTERS[target.suffix])
         except Exception as e:  # an adapter that cannot express something: say so, keep the rest
             raise OutputError(f"cannot write {target.name}: {' '.join(str(e).split())[:200]}") from None
         if target.suffix == ".edl":
