@@ -24,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from common import copy_video, make_parser, print_system, save_json, shared_dir, system_info, table
+from common import copy_video, make_parser, print_system, save_json, shared_dir, system_info, table, write_frames
 
 from grade.cli import main as grade_main
 from grade.color import delta_e2000, srgb_to_lab
@@ -96,18 +96,8 @@ def log_encode(lin: np.ndarray, kind: str) -> np.ndarray:
 
 
 def write16(path: Path, frames: list[np.ndarray], rate) -> Path:
-    with av.open(str(path), "w") as box:
-        s = box.add_stream("ffv1", rate=rate)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = "gbrp16le"
-        for i, code in enumerate(frames):
-            f = av.VideoFrame.from_ndarray((np.clip(code, 0, 1) * 65535 + 0.5).astype(np.uint16), format="rgb48le")
-            f.pts = i
-            for p in s.encode(f):
-                box.mux(p)
-        for p in s.encode():
-            box.mux(p)
-    return path
+    codes = [(np.clip(c, 0, 1) * 65535 + 0.5).astype(np.uint16) for c in frames]
+    return write_frames(path, codes, fps=rate, codec="ffv1", pix_fmt="gbrp16le")
 
 
 def read16(path: Path) -> np.ndarray:

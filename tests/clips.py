@@ -139,7 +139,8 @@ def write_frames(
     options: dict | None = None,
     timecode: str | None = None,
 ) -> Path:
-    """Encode RGB uint8 frames as they are (timestamps 0, 1, 2, ... at ``fps``), no audio."""
+    """Encode RGB frames as they are (timestamps 0, 1, 2, ... at ``fps``), no audio: uint8, or uint16 for
+    deep formats (``codec="ffv1", pix_fmt="gbrp16le"``: 16-bit lossless)."""
     with av.open(str(path), "w") as box:
         if timecode:
             box.metadata["timecode"] = timecode
@@ -148,7 +149,7 @@ def write_frames(
         s.options = options or {}
         s.time_base = Fraction(1, fps)
         for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f = av.VideoFrame.from_ndarray(img, format="rgb48le" if img.dtype == np.uint16 else "rgb24")
             f.pts = i
             for pkt in s.encode(f):
                 box.mux(pkt)

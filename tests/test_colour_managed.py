@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from clips import cli_args, make_still
+from clips import cli_args, make_still, write_frames
 
 from grade.cli import main
 from grade.color import delta_e2000, srgb_to_lab
@@ -45,19 +45,9 @@ def camera(lin: np.ndarray, kind: str) -> np.ndarray:
 
 
 def write_rgb16(path: Path, frames: list[np.ndarray], timecode: str | None = None) -> Path:
-    with av.open(str(path), "w") as box:
-        if timecode:
-            box.metadata["timecode"] = timecode
-        s = box.add_stream("ffv1", rate=24)
-        s.width, s.height, s.pix_fmt = W, H, "gbrp16le"
-        for i, code in enumerate(frames):
-            f = av.VideoFrame.from_ndarray((np.clip(code, 0, 1) * 65535 + 0.5).astype(np.uint16), format="rgb48le")
-            f.pts = i
-            for p in s.encode(f):
-                box.mux(p)
-        for p in s.encode():
-            box.mux(p)
-    return path
+    """Log code values in [0, 1] as 16-bit lossless FFV1."""
+    codes = [(np.clip(c, 0, 1) * 65535 + 0.5).astype(np.uint16) for c in frames]
+    return write_frames(path, codes, codec="ffv1", pix_fmt="gbrp16le", timecode=timecode)
 
 
 def read_rgb(path: Path, fmt: str = "rgb48le") -> np.ndarray:

@@ -37,9 +37,7 @@ def wipe(before: np.ndarray, after: np.ndarray, position: float) -> np.ndarray:
 
 
 def fit_display(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` scaled down (area) so that its long side is at most ``side``."""
-    h, w = rgb.shape[:2]
-    k = side / max(h, w)
-    if k >= 1:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    """``rgb`` scaled down (area) so that its long side is at most ``side`` (:func:`grade.io.image.fit_side`)."""
+    from grade.io.image import fit_side
+
+    return fit_side(rgb, side)
