@@ -140,7 +140,14 @@ def run_conform(args: argparse.Namespace, console) -> int:
         events=args.events,
         shard=_shard(args.shard),
         finish=args.finish,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
+    if args.engine == "ray":  # before any work: a missing Ray is one line
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise InputError('--engine ray needs Ray: pip install "grade[ray]"') from None
     if args.preset is not None and args.look is not None:
         raise InputError("give the default look as --look or --preset, not both")
     options = _options(args, jobs=args.jobs)
@@ -168,11 +175,15 @@ def run_conform(args: argparse.Namespace, console) -> int:
     t0 = time.perf_counter()
     report = run_graded(args, console, lambda pr: run_conform(args.edit, args.output_dir, settings, options, pr))
     elapsed = time.perf_counter() - t0
+    failed = [e for e in report.events if e.status == "failed"]
+    code = 2 if failed else 0  # some events failed (--engine ray): each named on stderr
+    for e in failed:
+        print(f"grade: error: event {e.number} {e.name} failed: {e.message}", file=sys.stderr)
     if args.json:
         data = report.model_dump(mode="json")
         data["seconds"] = round(elapsed, 3)
         print(json.dumps(data))
-        return 0
+        return code
     if not args.quiet:
         from rich.table import Table
 
@@ -188,7 +199,7 @@ def run_conform(args: argparse.Namespace, console) -> int:
         for w in report.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}")
         console.print(f"edits: {', '.join(report.edits_written)}  ({elapsed:.1f} s)")
-    return 0
+    return code
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:

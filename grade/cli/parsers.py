@@ -22,7 +22,7 @@ def _positive_float01(text: str) -> float:
     return v
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + message)
         self.exit(2, f"grade: error: {message}\n")
 
@@ -33,7 +33,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
 
-def _grading_options(p: argparse.ArgumentParser) -> None:
+def grading_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``grade`` and ``grade scene``."""
     p.add_argument(
         "--look", type=Path, metavar="REF", help="reference still whose look to take, or a .cube 3D LUT to apply"
@@ -120,7 +120,7 @@ def _grading_options(p: argparse.ArgumentParser) -> None:
 
 
 def grade_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="grade",
         usage="grade INPUT --look REF|--preset NAME [options]\n       grade {shots,scene,presets,conform,help} ...",
         description="Grade a shot (video or still) to the look of a reference still, a .cube LUT or a preset.",
@@ -133,26 +133,26 @@ def grade_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, help="video or still to grade (never modified)")
     p.add_argument("-o", "--output", type=Path, help="output path (default: <stem>.graded.<ext> beside the input)")
-    _grading_options(p)
+    grading_options(p)
     p.add_argument("--version", action="version", version=f"grade {__version__}")
     _common(p)
     return p
 
 
 def scene_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="grade scene",
         description="Grade the shots of one scene with one look trained on all their key frames together.",
     )
     p.add_argument("inputs", type=Path, nargs="+", help="videos or stills of the scene (never modified)")
     p.add_argument("--output-dir", type=Path, help="folder for the graded files (default: beside each input)")
-    _grading_options(p)
+    grading_options(p)
     _common(p)
     return p
 
 
 def conform_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="grade conform",
         description="Grade every event of an edit (EDL, FCP 7 XML, .otio) into graded clips and a relinkable edit.",
     )
@@ -169,6 +169,18 @@ def conform_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="frame rate of an EDL (default 24; other formats carry theirs)")
     p.add_argument("--jobs", type=int, default=1, help="render events in N parallel processes (default 1)")
     p.add_argument("--assemble", type=Path, metavar="FILE", help="also render the whole timeline (cuts, dissolves)")
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="where events render: local (--jobs N processes, default) or ray (Ray tasks; needs grade[ray])",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="--engine ray: the running Ray cluster (e.g. ray://head:10001 or auto; default: a local instance); "
+        "-o must be shared storage every node sees at the same path",
+    )
     farm = p.add_argument_group("render farms (any manager: Deadline, OpenCue, Slurm, a shell loop)")
     farm.add_argument(
         "--list-events", action="store_true", help="list the events (number, scene, frames, cost) and stop"
@@ -178,13 +190,13 @@ def conform_parser() -> argparse.ArgumentParser:
     farm.add_argument(
         "--finish", action="store_true", help="once every shard is done: write the graded edits and --assemble"
     )
-    _grading_options(p)
+    grading_options(p)
     _common(p)
     return p
 
 
 def presets_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="grade presets", description="List, inspect, rename, delete, export and import presets.")
+    p = Parser(prog="grade presets", description="List, inspect, rename, delete, export and import presets.")
     p.add_argument(
         "--library",
         type=Path,
@@ -192,7 +204,7 @@ def presets_parser() -> argparse.ArgumentParser:
         help=f"presets directory (default: ${ENV_LIBRARY} or the platform's data directory)",
     )
     _common(p)
-    sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     sub.add_parser("list", help="list the presets")
     show = sub.add_parser("show", help="print a preset's manifest")
     show.add_argument("name", help="preset name (or a .gpreset file)")
@@ -231,7 +243,7 @@ def presets_parser() -> argparse.ArgumentParser:
 
 
 def shots_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
+    p = Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
     p.add_argument("input", type=Path, help="video to analyse")
     _common(p)
     return p

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -32,6 +33,10 @@ class ConformSettings(BaseModel):
     events: str | None = None
     shard: tuple[int, int] | None = None
     finish: bool = False
+    # where events render: this machine (--jobs N processes) or Ray tasks (a local instance, or the
+    # cluster at ray_address); the output folder must then be shared storage every node sees
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
 
     @model_validator(mode="after")
     def _shard(self) -> ConformSettings:
@@ -54,7 +59,7 @@ class EventReport(BaseModel):
     name: str
     reel: str | None
     scene: str | None
-    status: str  # done, unchanged, skipped
+    status: str  # done, unchanged, skipped, other shard, failed (--engine ray: the event's task failed)
     media: str | None = None
     source_range: tuple[int, int] | None = None  # frames of the media rendered (handles included)
     frames: int = 0

@@ -136,6 +136,8 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
             trained.append(scene)
 
     jobs = options.jobs if options.jobs > 1 and len(pending) > 1 else None
+    if settings.engine == "ray" and pending:
+        jobs = options.jobs  # Ray renders every pending event (its workers, not --jobs, set the parallelism)
 
     def finish(p: Planned, rep: EventReport, frames: int, seconds: float) -> None:
         rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
@@ -194,11 +196,20 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                 if rep.status != "queued":
                     task.advance()
             reports.append(rep)
-        if jobs is not None:
+        if jobs is not None and settings.engine == "ray":
+            from grade.conform.ray_engine import render_ray
+
+            render_ray(pending, specs, reports, settings, options, finish, task, working, settings.ray_address)
+        elif jobs is not None:
             render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
+    failed = [r for r in reports if r.status == "failed"]
+    if failed:  # no edit or programme pointing at clips that are not there; a re-run redoes these events
+        warnings.append(
+            f"{len(failed)} of {len(todo)} events failed; the graded edits are written once every event is done"
+        )
     for g in grades.values():
         g.release()
-    if chosen is not None:  # a shard: the edits and the programme are --finish's (once every event is there)
+    if chosen is not None or failed:  # a shard (or failed events): the edits and the programme are --finish's
         return ConformReport(
             edit=str(edit.path), output_dir=str(out_dir), rate=edit.rate, events=reports, scenes_trained=trained,
             warnings=warnings,

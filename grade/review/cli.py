@@ -14,7 +14,7 @@ import threading
 import webbrowser
 from pathlib import Path
 
-from grade.cli.parsers import _grading_options, _Parser
+from grade.cli.parsers import Parser, grading_options
 from grade.errors import InputError
 
 # grading options that the review cannot honour yet: refused in one line rather than ignored
@@ -32,7 +32,7 @@ _UNSUPPORTED = {
 
 def review_parser() -> argparse.ArgumentParser:
     """The parser of ``grade review``: the single-shot command's grading options, ``--look`` repeatable."""
-    p = _Parser(
+    p = Parser(
         prog="grade review",
         conflict_handler="resolve",  # our --look (repeatable) replaces the grading options' one
         description="Open a local page that shows a clip's shots before and after the look (a wipe, scopes), "
@@ -40,7 +40,7 @@ def review_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("input", type=Path, nargs="?", help="the video to review (or upload one on the page)")
     p.add_argument("-o", "--output", type=Path, help="where a render writes (default: <stem>.graded.<ext> beside it)")
-    _grading_options(p)
+    grading_options(p)
     p.add_argument(
         "--look",
         type=Path,

@@ -1,0 +1,268 @@
+"""``grade conform --engine ray``: the conform's events rendered as Ray tasks, on one machine or a cluster.
+
+The driver (the ``grade conform`` process) plans, fingerprints and trains the scene looks as for a local
+run; only the rendering of events moves to Ray. Each scene's look travels to the workers as the BYTES of
+its ``.cube`` or ``.gpreset`` file through Ray's object store (a worker writes them to a temporary file
+and reads them with :func:`grade.library.read_look`, which verifies a preset: no user file is ever
+unpickled). Each event is one task (``num_cpus=1``, retried ``retries`` times when its worker dies) that
+writes its clip with :func:`grade.io.atomic.atomic_output` into the output folder, which every node must
+see at the same path (shared storage; checked by a probe task at start). The driver records every
+finished event in the job file (``finish``), so the job file stays the one source of truth and a re-run
+after a kill resumes. An event whose task fails (bad media) is reported ``failed``; the others finish.
+
+Ray is optional (``pip install "grade[ray]"``): it is imported only here, when the engine is used.
+
+Test hook: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the first task
+that renders a frame create the marker and kill its own worker process (``os._exit``) mid-event, to
+show that a lost worker is retried (``max_retries``) and leaves no half-written clip. Not for users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from grade.errors import GradeError, InputError
+
+CRASH_HOOK = "GRADE_RAY_TEST_CRASH_ONCE"  # test hook (see the module docstring)
+PROBE_PREFIX = ".grade-ray-probe-"
+
+_RAY_GRADES: dict = {}  # in a worker process: (look digest, strength, stabilise, regional) -> ShotGrade
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise InputError('--engine ray needs Ray: pip install "grade[ray]"') from None
+    return ray
+
+
+def _start(ray, address: str | None) -> bool:
+    """Connect to the cluster at ``address``, or start a local instance; True if this call started it."""
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = dict(
+        include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, logging_level=logging.ERROR
+    )  # Ray's start-up lines stay off the terminal (grade's own stderr is for warnings and errors)
+    if not address:
+        kwargs["num_cpus"] = os.cpu_count() or 1
+    try:
+        ray.init(address=address or None, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise InputError(f"--engine ray: cannot start or reach {where}: {e}") from None
+    return True
+
+
+# ---- the tasks (plain functions, wrapped with ray.remote by the driver: this module imports without Ray)
+
+
+def _probe_task(folder: str, name: str, token: str) -> str:
+    """Worker side of the shared-storage probe: write ``token`` to ``folder/name``; return the node's name."""
+    import socket
+
+    with open(os.path.join(folder, name), "w", encoding="ascii") as f:
+        f.write(token)
+    return socket.gethostname()
+
+
+class _CrashOnce:
+    """Test hook: a ShotGrade stand-in that kills its worker process on the 3rd frame, once per marker."""
+
+    def __init__(self, grade, marker: str) -> None:
+        self._grade, self._marker, self._frames = grade, marker, 0
+
+    def prepare(self, *args, **kwargs):
+        return self._grade.prepare(*args, **kwargs)
+
+    def grade(self, *args, **kwargs):
+        self._frames += 1
+        if self._frames == 3:
+            try:
+                os.close(os.open(self._marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass  # already crashed once: render normally
+            else:
+                os._exit(1)  # the worker dies mid-event, its temporary clip half-written
+        return self._grade.grade(*args, **kwargs)
+
+
+def _look_grade(kind: str, look: bytes, strength: float, stabilise: bool, regional: bool):
+    """The scene's ShotGrade from the bytes of its ``.cube``/``.gpreset`` (built once per worker and look)."""
+    from grade.library import read_look
+    from grade.presets import SUFFIX
+    from grade.shotgrade import preset_grade
+
+    key = (hashlib.sha256(look).hexdigest(), strength, stabilise, regional)
+    if key not in _RAY_GRADES:
+        for g in _RAY_GRADES.values():
+            g.release()
+        _RAY_GRADES.clear()
+        with tempfile.TemporaryDirectory(prefix="grade-ray-look-") as d:
+            path = Path(d) / ("look.cube" if kind == "cube" else f"look{SUFFIX}")
+            path.write_bytes(look)
+            _RAY_GRADES[key] = preset_grade(read_look(path), strength, stabilise, regional)
+    return _RAY_GRADES[key]
+
+
+def _render_task(
+    kind: str,
+    look: bytes,
+    media: str,
+    output: str,
+    first: int,
+    end: int,
+    cdl,
+    options_json: str,
+    input_space: str | None,
+    preset_working: str | None,
+    crash_marker: str | None,
+) -> tuple[int, float]:
+    """One event as a Ray task: render ``media[first:end)`` through the scene's look into ``output``."""
+    from grade.conform.render import render_event
+    from grade.options import GradeOptions
+
+    t = time.perf_counter()
+    options = GradeOptions.model_validate_json(options_json)
+    grade = _look_grade(kind, look, options.strength, options.stabilise, options.regional)
+    if crash_marker:
+        grade = _CrashOnce(grade, crash_marker)
+    frames = render_event(grade, Path(media), Path(output), first, end, cdl, options, input_space, preset_working)
+    return frames, time.perf_counter() - t
+
+
+# ---- the driver
+
+
+def probe_shared_storage(folder: Path, timeout: float = 120.0) -> str:
+    """Run one Ray task that writes a probe file in ``folder`` and read it back here.
+
+    Returns the worker node's host name. Ray must be initialised.
+
+    Raises:
+        InputError: the workers cannot write there, or what they wrote is not visible to this process.
+    """
+    ray = _import_ray()
+    folder = Path(folder).absolute()
+    name, token = f"{PROBE_PREFIX}{secrets.token_hex(6)}", secrets.token_hex(16)
+    error = InputError(f"the output folder {folder} is not visible to the Ray workers (shared storage needed)")
+    try:
+        probe = ray.remote(num_cpus=1, max_retries=0)(_probe_task)
+        node = ray.get(probe.remote(str(folder), name, token), timeout=timeout)
+    except ray.exceptions.RayTaskError:  # the worker could not write there
+        raise error from None
+    except ray.exceptions.GetTimeoutError:
+        raise InputError(f"--engine ray: no Ray worker ran the storage probe within {timeout:.0f} s") from None
+    path = folder / name
+    try:
+        seen = path.read_text(encoding="ascii")
+    except OSError:
+        raise error from None
+    finally:
+        path.unlink(missing_ok=True)
+    if seen != token:
+        raise error
+    return node
+
+
+def _failure(ray, e: BaseException) -> str:
+    """One line for a failed event task: the grade error's own message, else the exception's."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, GradeError):
+        return str(cause)
+    if isinstance(e, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
+        return "its Ray worker died (after every retry)"
+    if cause is not None:
+        return f"{type(cause).__name__}: {' '.join(str(cause).split())}"
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def render_ray(
+    pending: list,
+    specs: dict,
+    reports: list,
+    settings,
+    options,
+    finish,
+    task,
+    working: dict | None = None,
+    address: str | None = None,
+    retries: int = 2,
+) -> None:
+    """``--engine ray``: events rendered as Ray tasks; the job file is written by this process only.
+
+    ``pending`` are the Planned events to render, ``specs`` scene -> ``(kind, path)`` of its look on disk,
+    ``reports`` the EventReports (by event number), ``finish(p, report, frames, seconds)`` records a
+    done event, ``task`` the progress stage, ``working`` scene -> the working space its preset was made
+    in. ``address``: a running cluster (``ray://host:10001``, ``host:6379`` or ``auto``); None starts a
+    local instance with every core, shut down at the end. A task whose worker dies is retried
+    ``retries`` times; an event that fails is marked ``failed`` in its report and the others go on.
+
+    Raises:
+        InputError: Ray is missing, the cluster cannot be reached, or the output folder is not shared.
+    """
+    ray = _import_ray()
+    working = working or {}
+    by_number = {r.number: r for r in reports}
+    started = _start(ray, address)
+    refs: dict = {}
+    # Ray's driver prints a dead worker's notice to sys.stdout from a thread: onto stderr while events render,
+    # so that --json's stdout holds the report only
+    quiet = contextlib.redirect_stdout(sys.stderr)
+    quiet.__enter__()
+    try:
+        if pending:
+            probe_shared_storage(Path(pending[0].output).absolute().parent)
+        looks = {
+            scene: (kind, ray.put(Path(path).read_bytes()))
+            for scene, (kind, path) in specs.items()
+            if any(p.scene == scene for p in pending)
+        }
+        render = ray.remote(num_cpus=1, max_retries=retries)(_render_task)
+        crash = os.environ.get(CRASH_HOOK) or None
+        options_json = options.model_dump_json()
+        for p in pending:
+            kind, look = looks[p.scene]
+            ref = render.remote(
+                kind,
+                look,
+                str(Path(p.media.path).absolute()),
+                str(Path(p.output).absolute()),  # every node sees the output folder at the same path
+                p.first,
+                p.end,
+                p.event.cdl if settings.apply_cdl else None,
+                options_json,
+                p.input_space,
+                working.get(p.scene),
+                crash,
+            )
+            refs[ref] = p
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            p = refs[ready[0]]
+            rep = by_number[p.event.number]
+            try:
+                frames, seconds = ray.get(ready[0])
+            except ray.exceptions.RayError as e:  # the task raised, or its worker died every time
+                rep.status, rep.message = "failed", _failure(ray, e)
+            else:
+                finish(p, rep, frames, seconds)
+            task.advance()
+    except BaseException:
+        for ref in refs:  # running events stop and remove their temporary clips (atomic_output)
+            ray.cancel(ref)
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+        quiet.__exit__(None, None, None)
