@@ -196,7 +196,7 @@ def normalise_edl(text: str, rate: float) -> tuple[str, list[str]]:
             src = timecode_frames(m["so"], rate) - timecode_frames(m["si"], rate)
             rec = timecode_frames(m["ro"], rate) - timecode_frames(m["ri"], rate)
             follows_m2 = any(ln.startswith("M2") for ln in lines[i + 1 : i + 3]) and m["reel"] in speed
-            if src != rec and not follows_m2:
+            if src != rec and src >= 0 and not follows_m2:  # a source running backwards stays an error
                 from grade.io.timecode import frames_timecode
 
                 new_out = frames_timecode(timecode_frames(m["si"], rate) + rec, rate, ";" in m["si"])
