@@ -17,7 +17,7 @@ from grade.cli import main
 from grade.color import srgb_to_lab
 from grade.io.image import to_tensor
 from grade.lut import PackedTable, YuvTable, apply_lut, identity_lut
-from grade.model.affine import apply_coefficients, fit_local_affine
+from grade.model.affine import apply_coefficients, fit_local_affine, working_size
 from grade.model.hrnet import AffineHRNet
 from grade.model.look import LearnedLook, LookSettings
 from grade.train import TrainSettings, train_look
@@ -86,6 +86,28 @@ def test_frame_layouts_agree_with_the_float_path(trained) -> None:
     got16 = look.apply_pixels(rgb.astype(np.uint16) * 257)
     assert np.abs(got8[..., :3] - want).mean() < 1.5 and (got8[..., 3] == 255).all()
     assert np.abs(got16 / 257.0 - want).mean() < 1.0
+
+
+def test_code_value_path_matches_the_float_field(trained) -> None:
+    """The 8-bit path computes on code values into per-thread scratch planes: within one code of the
+    float field on the same table-graded planes, frame after frame, and a used look still pickles."""
+    import pickle
+
+    _, _, lut, look, _ = trained
+    table = PackedTable(lut)
+    for seed in (0, 3):
+        rgb = scene_frame(96, 64, 2, seed)
+        rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+        graded = look.apply_pixels(rgba, table)
+        base = torch.from_numpy(np.ascontiguousarray(table.apply_rgba(rgba)[..., :3].transpose(2, 0, 1)))[None]
+        h, w = working_size(64, 96, look.settings.working_side)  # the field as apply_pixels makes it
+        small = cv2.resize(rgba, (w, h), interpolation=cv2.INTER_AREA)[..., :3]
+        field, _ = look.field_small(to_tensor(small)[None])
+        want = look.apply_field(None, field, base=base, scale=255.0)[0].permute(1, 2, 0).numpy() * 255
+        assert np.abs(graded[..., :3].astype(np.float64) - want).max() <= 1.0
+    again = pickle.loads(pickle.dumps(look))
+    assert "_buffers" not in again.__dict__
+    assert np.array_equal(again.apply_pixels(rgba, table), look.apply_pixels(rgba, table))
 
 
 def test_strength_zero_returns_the_footage(trained) -> None:

@@ -21,6 +21,7 @@ frame is never converted to RGB and back (at 1080p those two conversions cost mo
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -220,13 +221,17 @@ class LearnedLook:
             table = None
             base = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # the field maps the frame itself
         elif table is not None and not deep:  # the global part through the 8-bit table, as planes
-            base = torch.from_numpy(np.stack(cv2.split(table.apply_rgba(pixels))[:3]))[None]
+            *rgb_planes, alpha = cv2.split(table.apply_rgba(pixels))
+            base = torch.from_numpy(np.stack(rgb_planes))[None]
         frame = None
         if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
-        out = self.apply_field(frame, field, base=base, scale=scale)
-        with torch.inference_mode():
-            planes = out[0].mul_(scale).add_(0.5).to(torch.int32 if deep else torch.uint8).numpy()
+        if base is not None and frame is None and not deep:  # strength 1 on the 8-bit table: code values
+            return cv2.merge([*self.apply_codes(base, field), alpha])
+        else:
+            out = self.apply_field(frame, field, base=base, scale=scale)
+            with torch.inference_mode():
+                planes = out[0].mul_(scale).add_(0.5).to(torch.int32 if deep else torch.uint8).numpy()
         if deep:
             return cv2.merge([p.astype(np.uint16) for p in planes])
         graded = pixels.copy()
@@ -315,6 +320,41 @@ class LearnedLook:
         if ones.shape != (h, w):  # kept between frames (read-only: threads may share it)
             ones = self._ones_plane = np.ones((h, w), np.uint8)
         return ones
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_buffers", None)  # per-thread scratch planes: rebuilt where the look is used
+        return state
+
+    def _scratch(self, h: int, w: int) -> tuple[list[np.ndarray], torch.Tensor]:
+        """This thread's 12 upsampled field planes ``(H, W)`` and output ``(3, H, W)`` (float32), kept
+        between frames: fresh ones cost page faults on ~120 MiB a 1080p frame."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        key = threading.get_ident()
+        held = buffers.get(key)
+        if held is None or held[1].shape[-2:] != (h, w):
+            held = buffers[key] = ([np.empty((h, w), np.float32) for _ in range(12)], torch.empty((3, h, w)))
+        return held
+
+    def apply_codes(self, base: torch.Tensor, field: torch.Tensor) -> np.ndarray:
+        """:meth:`apply_field` at ``strength`` 1 on 8-bit code values: ``base`` ``(1, 3, H, W)`` uint8 (the
+        frame through the LUT), ``field`` ``(1, 12, h, w)``; returns uint8 planes ``(3, H, W)``. The
+        offsets are scaled to codes at working resolution, so the full-resolution frame is never
+        converted to [0, 1] floats (within one code of :meth:`apply_field`)."""
+        _, _, hh, ww = base.shape
+        up, out = self._scratch(hh, ww)
+        planes = field[0].float().numpy().copy()
+        planes[9:] *= 255.0
+        with torch.inference_mode():
+            for k in range(12):
+                cv2.resize(planes[k], (ww, hh), dst=up[k], interpolation=cv2.INTER_LINEAR)
+            u = [torch.from_numpy(x) for x in up]
+            b = base[0]
+            for c in range(3):  # out = M · base + t, as fused multiply-adds on the integer planes
+                o = out[c]
+                torch.mul(u[3 * c], b[0], out=o)
+                o.addcmul_(u[3 * c + 1], b[1]).addcmul_(u[3 * c + 2], b[2]).add_(u[9 + c])
+            return out.clamp_(0, 255).add_(0.5).to(torch.uint8).numpy()
 
     def apply_field(
         self, frame: torch.Tensor | None, field: torch.Tensor, base: torch.Tensor | None = None, scale: float = 1.0
