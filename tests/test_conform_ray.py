@@ -26,7 +26,7 @@ project = test_conform.project  # the fixture: two reels of media and an edit of
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
     """One local instance for the file (render_ray then leaves it running: it did not start it)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)  # no GPU, even where one is
     yield
     ray.shutdown()
 
@@ -120,3 +120,49 @@ def test_missing_ray_is_one_line(capsys, project, monkeypatch) -> None:
                        "--engine", "ray")  # fmt: skip
     assert code == 2
     assert err.strip() == 'grade: error: --engine ray needs Ray: pip install "grade[ray]"'
+
+
+def test_gpus_per_task_on_a_cluster_without_a_gpu(capsys, project) -> None:
+    """N > 0 on a cluster with no GPU: one line at once (Ray would queue the tasks forever); 0 renders."""
+    root, media, edl = project
+    base = ["conform", edl, "--media", media, "--look", root / "mild.cube", "--handles", "0", "-o"]
+    code, _, err = run(capsys, *base, root / "gpu", "--engine", "ray", "--gpus-per-task", "1")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (  # (above it: the progress line of a non-terminal stderr)
+        "grade: error: --gpus-per-task 1: the Ray cluster has no GPU (use --gpus-per-task 0 to render on CPUs)"
+    )
+    assert not list((root / "gpu").glob("E*"))  # nothing rendered
+    code, o, err = run(capsys, *base, root / "cpu", "--engine", "ray", "--gpus-per-task", "0", "--json")
+    assert code == 0, err
+    assert [e["status"] for e in _events(o)] == ["done"] * 4
+    code, _, err = run(capsys, *base, root / "local", "--gpus-per-task", "1")  # not a Ray run
+    assert code == 2 and err.strip().splitlines()[-1].startswith("grade: error: ") and "need --engine ray" in err
+
+
+def test_object_store_transfer_gives_the_same_clips(capsys, project) -> None:
+    """No shared storage: media go to the tasks as bytes, clips come back as bytes and are published by
+    the driver; the same clips as one process, no probe and no temporary file left."""
+    root, media, edl = project
+    base = ["conform", edl, "--media", media, "--look", root / "mild.cube", "--codec", "ffv1", "--json", "-o"]
+    code, o1, err = run(capsys, *base, root / "one", "--jobs", "1")
+    assert code == 0, err
+    code, o2, err = run(capsys, *base, root / "store", "--engine", "ray", "--transfer", "object-store")
+    assert code == 0, err
+    e1, e2 = _events(o1), _events(o2)
+    assert [e["status"] for e in e2] == ["done"] * 4
+    assert [sha(Path(e["output"])) for e in e1] == [sha(Path(e["output"])) for e in e2]
+    assert sorted(json.loads((root / "store" / "conform-job.json").read_text())["events"]) == ["1", "2", "3", "4"]
+    assert no_temp_files(root / "store") and not list((root / "store").glob(f"{PROBE_PREFIX}*"))
+
+
+def test_object_store_transfer_limit_names_the_event(capsys, project) -> None:
+    root, media, edl = project
+    args = ["conform", edl, "--media", media, "--look", root / "mild.cube", "-o", root / "o", "--engine", "ray"]
+    code, _, err = run(capsys, *args, "--transfer", "object-store", "--transfer-limit", "1K")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("grade: error: event 1 shotA: media ")
+    assert "A001.mp4 is" in line and "above the object-store transfer limit of 1.0 KiB" in line
+    assert "--transfer-limit" in line
+    code, _, err = run(capsys, *args, "--transfer", "object-store", "--transfer-limit", "lots")
+    assert code == 2 and "not a size: 'lots'" in err

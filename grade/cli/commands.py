@@ -127,6 +127,8 @@ def run_conform(args: argparse.Namespace, console) -> int:
 
     if args.save_preset or args.refine:
         raise InputError("conform: scenes keep their looks in the output folder; --save-preset/--refine do not apply")
+    if args.engine != "ray" and (args.gpus_per_task or args.transfer != "shared"):
+        raise InputError("--gpus-per-task and --transfer object-store need --engine ray")
     settings = ConformSettings(
         media=args.media,
         looks=args.looks,
@@ -142,6 +144,9 @@ def run_conform(args: argparse.Namespace, console) -> int:
         finish=args.finish,
         engine=args.engine,
         ray_address=args.ray_address,
+        gpus_per_task=args.gpus_per_task,
+        transfer=args.transfer,
+        transfer_limit=args.transfer_limit,
     )
     if args.engine == "ray":  # before any work: a missing Ray is one line
         try:

@@ -151,6 +151,23 @@ def scene_parser() -> argparse.ArgumentParser:
     return p
 
 
+def byte_size(text: str) -> int:
+    """``2G``, ``500M``, ``64K`` or a plain number of bytes, as an int (binary units).
+
+    >>> byte_size("2G"), byte_size("1.5k"), byte_size("100")
+    (2147483648, 1536, 100)
+    """
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 2G, 500M)") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 2G, 500M)")
+    return int(value)
+
+
 def conform_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="grade conform",
@@ -180,6 +197,27 @@ def conform_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="--engine ray: the running Ray cluster (e.g. ray://head:10001 or auto; default: a local instance); "
         "-o must be shared storage every node sees at the same path",
+    )
+    p.add_argument(
+        "--gpus-per-task",
+        type=float,
+        default=0,
+        metavar="N",
+        help="--engine ray: GPUs each render task reserves (default 0: CPU; the cluster must have them)",
+    )
+    p.add_argument(
+        "--transfer",
+        choices=["shared", "object-store"],
+        default="shared",
+        help="--engine ray: clips and media through the shared -o folder (default) or Ray's object store "
+        "(clusters without shared storage)",
+    )
+    p.add_argument(
+        "--transfer-limit",
+        type=byte_size,
+        default=2 * 1024**3,
+        metavar="SIZE",
+        help="--transfer object-store: largest media file sent to a task (default 2G; K, M, G suffixes)",
     )
     farm = p.add_argument_group("render farms (any manager: Deadline, OpenCue, Slurm, a shell loop)")
     farm.add_argument(

@@ -53,6 +53,9 @@ class Edit:
     events: list[Event]
     timeline: object  # opentimelineio.schema.Timeline
     warnings: list[str] = field(default_factory=list)  # odd events read leniently, once each
+    # audio track name (EDL: A1, A2, ...) -> its clips in record order, numbered from 1 within the track
+    # (an AA event is on A1 and on A2); --assemble's sound (grade.conform.audio)
+    audio_tracks: dict[str, list[Event]] = field(default_factory=dict)
 
 
 def _first_record_in(path: Path, rate: float) -> int | None:
@@ -81,12 +84,17 @@ def edl_event_numbers(path: Path) -> list[int]:
     last = None
     for line in path.read_text(errors="replace").splitlines():
         parts = line.split()
-        if len(parts) < 8 or not parts[0].isdigit() or "V" not in parts[2].upper():
+        if len(parts) < 8 or not parts[0].isdigit() or not _has_picture(parts[2]):
             continue
         if parts[0] != last:
             out.append(int(parts[0]))
             last = parts[0]
     return out
+
+
+def _has_picture(channels: str) -> bool:
+    """Whether a CMX channel field carries picture: ``V``, ``AA/V``, ``A2/V``, or ``B`` (picture and A1)."""
+    return "V" in channels.upper() or channels.upper() == "B"
 
 
 def _line_of(path: Path, why: str) -> str:
@@ -211,13 +219,16 @@ def normalise_edl(text: str, rate: float) -> tuple[str, list[str]]:
 
 
 def _audio_only(path: Path) -> list[str]:
-    """One warning per EDL event that has no video line (audio only: nothing to grade)."""
+    """One warning per EDL event that has no video line (audio only: nothing to grade; its sound is kept
+    in ``Edit.audio_tracks`` for ``--assemble``)."""
     tracks: dict[str, set[bool]] = {}
     for line in path.read_text(errors="replace").splitlines():
         m = _EVENT_LINE.match(line.strip())
         if m:
-            tracks.setdefault(m["num"], set()).add("V" in m["track"].upper())
-    return [f"event {n}: audio only: not graded" for n, v in tracks.items() if v == {False}]
+            tracks.setdefault(m["num"], set()).add(_has_picture(m["track"]))
+    return [
+        f"event {n}: audio only: not graded (its sound goes into --assemble)" for n, v in tracks.items() if v == {False}
+    ]
 
 
 def _rate_hint(path: Path) -> int | None:
@@ -261,28 +272,53 @@ def _edit_of(path: Path, timeline, rate: float | None) -> Edit:
         raise InputError(f"edit {path} has no usable frame rate ({edit_rate}): give {setting('rate', 'FPS')}")
     start = timeline.global_start_time
     rec0 = round(start.rescaled_to(edit_rate).value) if start is not None else None
-    if rec0 is None and path.suffix.lower() == ".edl":
-        rec0 = _first_record_in(path, edit_rate)
+    if rec0 is None and path.suffix.lower() == ".edl":  # the video track's first record-in (kept by the
+        # adapter as the track's negative source start; the list's first line may be an audio event's)
+        rec0 = _track_offset(track, edit_rate) if track.source_range is not None else None
+        rec0 = rec0 if rec0 is not None else _first_record_in(path, edit_rate)
     rec0 = rec0 or 0
-    events = []
-    previous_transition, offsets = None, None
     numbers = edl_event_numbers(path) if path.suffix.lower() == ".edl" else []
     if len(numbers) != len(clips) or len(set(numbers)) != len(numbers):
         numbers = list(range(1, len(clips) + 1))  # cannot tell which line is which clip: count them
+    events = _track_events(track, numbers, edit_rate, rec0)
+    # the sound: every audio track's clips on the same record timeline (an EDL's tracks each start at
+    # their first event's record-in: the adapter keeps it as the track's negative source start)
+    base = rec0 - _track_offset(track, edit_rate)
+    audio = {}
+    for n, t in enumerate(t for t in timeline.tracks if t.kind == otio.schema.TrackKind.Audio):
+        count = sum(isinstance(c, otio.schema.Clip) for c in t)
+        sound = _track_events(t, list(range(1, count + 1)), edit_rate, base + _track_offset(t, edit_rate))
+        if sound:
+            audio[t.name or f"A{n + 1}"] = sound
+    return Edit(path, float(edit_rate), timeline.name or path.stem, events, timeline, audio_tracks=audio)
+
+
+def _track_offset(track, rate: float) -> int:
+    """Record frames a track's children start after its parent's start (an EDL's track: its first record-in)."""
+    rng = track.source_range
+    return -round(rng.start_time.rescaled_to(rate).value) if rng is not None else 0
+
+
+def _track_events(track, numbers: list[int], rate: float, rec0: int) -> list[Event]:
+    """The clips of one track as Events (``numbers[i]`` for the i-th clip), transitions as ``dissolve_in``."""
+    import opentimelineio as otio
+
+    events: list[Event] = []
+    previous_transition, offsets = None, None
     for item in track:
         if isinstance(item, otio.schema.Transition):
-            before = round(item.in_offset.rescaled_to(edit_rate).value)
-            after = round(item.out_offset.rescaled_to(edit_rate).value)
+            before = round(item.in_offset.rescaled_to(rate).value)
+            after = round(item.out_offset.rescaled_to(rate).value)
             previous_transition, offsets = f"{item.transition_type} {before + after}", (before, after)
             continue
         if not isinstance(item, otio.schema.Clip):
             previous_transition, offsets = None, None
             continue  # gaps
-        ev = _event(item, numbers[len(events)], edit_rate, rec0, previous_transition)
+        ev = _event(item, numbers[len(events)], rate, rec0, previous_transition)
         ev.dissolve_in = offsets
         events.append(ev)
         previous_transition, offsets = None, None
-    return Edit(path, float(edit_rate), timeline.name or path.stem, events, timeline)
+    return events
 
 
 def _event(clip, number: int, rate: float, rec0: int, transition: str | None) -> Event:

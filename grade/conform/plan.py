@@ -37,6 +37,12 @@ class ConformSettings(BaseModel):
     # cluster at ray_address); the output folder must then be shared storage every node sees
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None
+    # --engine ray: GPUs each render task reserves (Ray's num_gpus; fractions share one), and how clips
+    # and media travel: the shared output folder, or Ray's object store (no shared storage; media files
+    # up to transfer_limit bytes each)
+    gpus_per_task: float = Field(0, ge=0, le=64)
+    transfer: Literal["shared", "object-store"] = "shared"
+    transfer_limit: int = Field(2 * 1024**3, gt=0)
 
     @model_validator(mode="after")
     def _shard(self) -> ConformSettings:
@@ -44,6 +50,12 @@ class ConformSettings(BaseModel):
             raise ValueError(f"--shard I/N needs 1 <= I <= N, not {self.shard[0]}/{self.shard[1]}")
         if sum(x is not None and x is not False for x in (self.events, self.shard, self.finish or None)) > 1:
             raise ValueError("give one of --events, --shard and --finish")
+        return self
+
+    @model_validator(mode="after")
+    def _ray_only(self) -> ConformSettings:
+        if self.engine != "ray" and (self.gpus_per_task or self.transfer != "shared"):
+            raise ValueError("--gpus-per-task and --transfer object-store need --engine ray")
         return self
 
     @model_validator(mode="after")

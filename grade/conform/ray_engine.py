@@ -10,6 +10,14 @@ see at the same path (shared storage; checked by a probe task at start). The dri
 finished event in the job file (``finish``), so the job file stays the one source of truth and a re-run
 after a kill resumes. An event whose task fails (bad media) is reported ``failed``; the others finish.
 
+``--gpus-per-task N`` reserves N GPUs per render task (Ray's ``num_gpus``; refused in one line when the
+cluster has fewer, where the tasks would otherwise wait forever); a task given a GPU runs the look's
+coefficient network with CUDA (``ray.get_gpu_ids()``), one without runs on its CPU. Scene looks are
+trained on the driver, on its ``--device``. ``--transfer object-store`` is for clusters without shared
+storage: no probe; each media file travels once to the tasks as bytes through the object store
+(``ray.put``, at most ``transfer_limit`` bytes per file), and each task returns its graded clip's bytes,
+which the driver publishes atomically at the final path.
+
 Ray is optional (``pip install "grade[ray]"``): it is imported only here, when the engine is used.
 
 Test hook: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the first task
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from grade.errors import GradeError, InputError
+from grade.io.atomic import atomic_output
 
 CRASH_HOOK = "GRADE_RAY_TEST_CRASH_ONCE"  # test hook (see the module docstring)
 PROBE_PREFIX = ".grade-ray-probe-"
@@ -96,13 +105,46 @@ class _CrashOnce:
         return self._grade.grade(*args, **kwargs)
 
 
-def _look_grade(kind: str, look: bytes, strength: float, stabilise: bool, regional: bool):
+def _task_device():
+    """The torch device of this task: CUDA when Ray gave it a GPU (``ray.get_gpu_ids()``; Ray sets
+    ``CUDA_VISIBLE_DEVICES`` to it), else the CPU."""
+    import ray
+    import torch
+
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _on_device(grade, device) -> None:
+    """Run a learned look's coefficient network on ``device`` (the frame's other work stays on the CPU:
+    inputs are moved there and the coefficients back). Per-material looks and LUTs are unchanged."""
+    import torch
+
+    from grade.model.material import MaterialMaps
+
+    learned = getattr(grade, "learned", None)
+    if device.type == "cpu" or learned is None or isinstance(learned.net, MaterialMaps):
+        return
+
+    class NetOn(torch.nn.Module):
+        def __init__(self, net) -> None:
+            super().__init__()
+            self.inner = net.to(device)
+
+        def forward(self, x):
+            return self.inner(x.to(device)).cpu()
+
+    learned.net = NetOn(learned.net).eval()
+
+
+def _look_grade(kind: str, look: bytes, strength: float, stabilise: bool, regional: bool, device=None):
     """The scene's ShotGrade from the bytes of its ``.cube``/``.gpreset`` (built once per worker and look)."""
     from grade.library import read_look
     from grade.presets import SUFFIX
     from grade.shotgrade import preset_grade
 
-    key = (hashlib.sha256(look).hexdigest(), strength, stabilise, regional)
+    key = (hashlib.sha256(look).hexdigest(), strength, stabilise, regional, str(device))
     if key not in _RAY_GRADES:
         for g in _RAY_GRADES.values():
             g.release()
@@ -111,6 +153,8 @@ def _look_grade(kind: str, look: bytes, strength: float, stabilise: bool, region
             path = Path(d) / ("look.cube" if kind == "cube" else f"look{SUFFIX}")
             path.write_bytes(look)
             _RAY_GRADES[key] = preset_grade(read_look(path), strength, stabilise, regional)
+        if device is not None:
+            _on_device(_RAY_GRADES[key], device)
     return _RAY_GRADES[key]
 
 
@@ -126,18 +170,33 @@ def _render_task(
     input_space: str | None,
     preset_working: str | None,
     crash_marker: str | None,
-) -> tuple[int, float]:
-    """One event as a Ray task: render ``media[first:end)`` through the scene's look into ``output``."""
+    media_bytes: bytes | None = None,
+) -> tuple[int, float, bytes | None]:
+    """One event as a Ray task: render ``media[first:end)`` through the scene's look into ``output``.
+
+    ``media`` and ``output`` are paths every node sees (``--transfer shared``: the clip is written at
+    ``output``); with ``media_bytes`` (``object-store``) the media file's bytes are written under its
+    own name in a temporary folder of the worker, the clip rendered there and its bytes returned for the
+    driver to publish. Returns (frames, seconds, the clip's bytes or None).
+    """
     from grade.conform.render import render_event
     from grade.options import GradeOptions
 
     t = time.perf_counter()
-    options = GradeOptions.model_validate_json(options_json)
-    grade = _look_grade(kind, look, options.strength, options.stabilise, options.regional)
+    device = _task_device()
+    options = GradeOptions.model_validate_json(options_json).model_copy(update={"device": device.type})
+    grade = _look_grade(kind, look, options.strength, options.stabilise, options.regional, device)
     if crash_marker:
         grade = _CrashOnce(grade, crash_marker)
-    frames = render_event(grade, Path(media), Path(output), first, end, cdl, options, input_space, preset_working)
-    return frames, time.perf_counter() - t
+    if media_bytes is None:
+        frames = render_event(grade, Path(media), Path(output), first, end, cdl, options, input_space, preset_working)
+        return frames, time.perf_counter() - t, None
+    with tempfile.TemporaryDirectory(prefix="grade-ray-event-") as d:
+        source, clip = Path(d) / "media" / Path(media).name, Path(d) / Path(output).name
+        source.parent.mkdir()
+        source.write_bytes(media_bytes)
+        frames = render_event(grade, source, clip, first, end, cdl, options, input_space, preset_working)
+        return frames, time.perf_counter() - t, clip.read_bytes()
 
 
 # ---- the driver
@@ -174,6 +233,41 @@ def probe_shared_storage(folder: Path, timeout: float = 120.0) -> str:
     return node
 
 
+def check_gpus(ray, gpus: float) -> None:
+    """Refuse ``--gpus-per-task`` on a cluster without that many GPUs (its tasks would wait forever).
+
+    Raises:
+        InputError: the cluster's ``GPU`` resource is below ``gpus``.
+    """
+    have = float(ray.cluster_resources().get("GPU", 0))
+    if have < gpus:
+        what = "has no GPU" if have == 0 else f"has {have:g} GPU{'s' if have != 1 else ''}"
+        raise InputError(f"--gpus-per-task {gpus:g}: the Ray cluster {what} (use --gpus-per-task 0 to render on CPUs)")
+
+
+def check_transfer_sizes(pending: list, limit: int) -> None:
+    """``--transfer object-store``: every event's media file at most ``limit`` bytes.
+
+    Raises:
+        InputError: the first event whose media is larger (named, with both sizes).
+    """
+    for p in pending:
+        size = Path(p.media.path).stat().st_size
+        if size > limit:
+            raise InputError(
+                f"event {p.event.number} {p.event.name}: media {p.media.path} is {_size(size)}, above the "
+                f"object-store transfer limit of {_size(limit)} (raise --transfer-limit, or use shared storage)"
+            )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
 def _failure(ray, e: BaseException) -> str:
     """One line for a failed event task: the grade error's own message, else the exception's."""
     cause = getattr(e, "cause", None)
@@ -207,12 +301,22 @@ def render_ray(
     local instance with every core, shut down at the end. A task whose worker dies is retried
     ``retries`` times; an event that fails is marked ``failed`` in its report and the others go on.
 
+    ``settings.gpus_per_task`` GPUs are reserved by each render task (which then runs the look's network
+    with CUDA). ``settings.transfer``: ``shared`` (the output folder is shared storage, checked by a
+    probe) or ``object-store`` (no probe: each event's media travels to its task as bytes, at most
+    ``settings.transfer_limit`` per file, and the graded clip comes back as bytes that this process
+    publishes atomically at its final path).
+
     Raises:
-        InputError: Ray is missing, the cluster cannot be reached, or the output folder is not shared.
+        InputError: Ray is missing, the cluster cannot be reached or has no GPU for ``gpus_per_task``,
+            the output folder is not shared, or (object store) a media file is above the size limit.
     """
     ray = _import_ray()
     working = working or {}
     by_number = {r.number: r for r in reports}
+    gpus, by_store = float(getattr(settings, "gpus_per_task", 0) or 0), settings.transfer == "object-store"
+    if by_store:
+        check_transfer_sizes(pending, settings.transfer_limit)
     started = _start(ray, address)
     refs: dict = {}
     # Ray's driver prints a dead worker's notice to sys.stdout from a thread: onto stderr while events render,
@@ -220,14 +324,20 @@ def render_ray(
     quiet = contextlib.redirect_stdout(sys.stderr)
     quiet.__enter__()
     try:
-        if pending:
+        if gpus > 0:
+            check_gpus(ray, gpus)
+        if pending and not by_store:
             probe_shared_storage(Path(pending[0].output).absolute().parent)
+        media = {}  # object store: each media file's bytes, put once for all its events
+        if by_store:
+            for path in dict.fromkeys(Path(p.media.path) for p in pending):
+                media[path] = ray.put(path.read_bytes())
         looks = {
             scene: (kind, ray.put(Path(path).read_bytes()))
             for scene, (kind, path) in specs.items()
             if any(p.scene == scene for p in pending)
         }
-        render = ray.remote(num_cpus=1, max_retries=retries)(_render_task)
+        render = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries)(_render_task)
         crash = os.environ.get(CRASH_HOOK) or None
         options_json = options.model_dump_json()
         for p in pending:
@@ -244,6 +354,7 @@ def render_ray(
                 p.input_space,
                 working.get(p.scene),
                 crash,
+                media.get(Path(p.media.path)),
             )
             refs[ref] = p
         waiting = list(refs)
@@ -252,10 +363,13 @@ def render_ray(
             p = refs[ready[0]]
             rep = by_number[p.event.number]
             try:
-                frames, seconds = ray.get(ready[0])
+                frames, seconds, clip = ray.get(ready[0])
             except ray.exceptions.RayError as e:  # the task raised, or its worker died every time
                 rep.status, rep.message = "failed", _failure(ray, e)
             else:
+                if clip is not None:  # object store: the clip published here, complete or not at all
+                    with atomic_output(Path(p.output), force=True) as tmp:
+                        Path(tmp).write_bytes(clip)
                 finish(p, rep, frames, seconds)
             task.advance()
     except BaseException:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from grade.conform.assemble import assemble
+from grade.conform.audio import plan_sound
 from grade.conform.edit import read_edit
 from grade.conform.job import (
     EventStatus,
@@ -217,7 +218,11 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
     written = write_edits(edit, plans, out_dir, cdl_applied=settings.apply_cdl)
     if settings.assemble is not None:
         target = settings.assemble
-        assembly_fp = fingerprint(str(target), [(p.event.number, p.fingerprint) for p in plans], grading)
+        sounds, notes = plan_sound(edit, plans, index, settings.match)  # the edit's audio events, cut from their media
+        warnings += notes
+        heard = [(str(s.media), file_fingerprint(s.media), s.rec_in, s.rec_out, s.source_at, s.fade_in, s.fade_out)
+                 for s in sounds]  # fmt: skip
+        assembly_fp = fingerprint(str(target), [(p.event.number, p.fingerprint) for p in plans], grading, heard)
         unchanged = (
             job.assembled == str(target)
             and job.assembled_fingerprint == assembly_fp
@@ -226,7 +231,7 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         )
         if not unchanged:  # a re-run with nothing changed does not render the programme again
             with progress.stage("assemble", max(1, plans[-1].event.rec_out - plans[0].event.rec_in)) as task:
-                assemble(plans, target, options, on_frame=lambda: task.advance())
+                assemble(plans, target, options, on_frame=lambda: task.advance(), sounds=sounds)
             with folder_lock(out_dir, "job"):
                 job = load_job(out_dir, edit.path)
                 job.assembled, job.assembled_fingerprint = str(target), assembly_fp

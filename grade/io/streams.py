@@ -124,3 +124,43 @@ def map_other_streams(src_box, out_box, family: str, stats: RenderStats):
                 continue
             stats.dropped_streams.append(label)
     return copy_map, transcoders
+
+
+# The audio codec of a sound rendered for a container family (an assembled programme): PCM where the
+# container holds it well (QuickTime and Matroska, as delivered in post), AAC / Opus where players expect them.
+_NEW_AUDIO = {"mp4": "aac", "webm": "libopus", "mov": "pcm_s24le", "mkv": "pcm_s24le", "avi": "pcm_s16le"}
+
+
+class AudioOut:
+    """A stereo audio stream encoded from float32 sample blocks of shape (2, n), in order from sample 0."""
+
+    def __init__(self, out_box, family: str, rate: int = 48000) -> None:
+        self.box, self.rate, self.pts = out_box, rate, 0
+        first = _NEW_AUDIO.get(family, "aac")
+        for codec in dict.fromkeys((first, "aac", "pcm_s16le")):  # then what most containers take
+            try:
+                self.stream = out_box.add_stream(codec, rate=rate)
+                break
+            except (av.error.FFmpegError, ValueError):
+                continue
+        else:
+            raise ValueError(f"no audio codec for a {family} container")
+        self.codec = codec
+        self.stream.layout = "stereo"
+        self.stream.time_base = Fraction(1, rate)
+
+    def write(self, samples) -> None:
+        """Encode the next ``samples`` (float32 (2, n) in [-1, 1])."""
+        import numpy as np
+
+        if samples.shape[1] == 0:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts, frame.time_base = self.rate, self.pts, Fraction(1, self.rate)
+        self.pts += samples.shape[1]
+        for p in self.stream.encode(frame):
+            self.box.mux(p)
+
+    def flush(self) -> None:
+        for p in self.stream.encode(None):
+            self.box.mux(p)
