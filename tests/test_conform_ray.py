@@ -166,3 +166,36 @@ def test_object_store_transfer_limit_names_the_event(capsys, project) -> None:
     assert "--transfer-limit" in line
     code, _, err = run(capsys, *args, "--transfer", "object-store", "--transfer-limit", "lots")
     assert code == 2 and "not a size: 'lots'" in err
+
+
+def test_scene_looks_are_trained_as_ray_tasks(capsys, project, monkeypatch) -> None:
+    """With --engine ray, the scene's look is trained by a Ray task (whose preset bytes the driver writes
+    into the look cache): the same preset and clips as one process, trained once, reused on a re-run."""
+    from clips import make_still
+
+    from grade.conform import ray_train
+
+    root, media, edl = project
+    ref = make_still(root / "ref.png", size=(80, 60), scene=1)
+    calls = []
+    real = ray_train.SceneTrainer.__call__
+
+    def spy(self, scene, *args):
+        calls.append(scene)
+        return real(self, scene, *args)
+
+    monkeypatch.setattr(ray_train.SceneTrainer, "__call__", spy)
+    base = ["conform", edl, "--media", media, "--look", ref, "--mode", "fast", "--codec", "ffv1", "--json", "-o"]
+    code, o1, err = run(capsys, *base, root / "one")
+    assert code == 0, err
+    assert calls == []  # the local engine trains in this process
+    code, o2, err = run(capsys, *base, root / "ray", "--engine", "ray")
+    assert code == 0, err
+    assert len(calls) == 1 and json.loads(o2)["scenes_trained"] == calls
+    e1, e2 = _events(o1), _events(o2)
+    assert [sha(Path(e["output"])) for e in e1] == [sha(Path(e["output"])) for e in e2]
+    cached = sorted((root / "ray" / ".looks").glob("*.gpreset"))
+    assert [p.name for p in cached] == [p.name for p in sorted((root / "one" / ".looks").glob("*.gpreset"))]
+    code, o3, err = run(capsys, *base, root / "ray", "--engine", "ray", "--force")
+    assert code == 0, err
+    assert len(calls) == 1 and json.loads(o3)["scenes_trained"] == []  # the cached look, not trained again

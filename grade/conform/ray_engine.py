@@ -1,28 +1,29 @@
 """``grade conform --engine ray``: the conform's events rendered as Ray tasks, on one machine or a cluster.
 
-The driver (the ``grade conform`` process) plans, fingerprints and trains the scene looks as for a local
-run; only the rendering of events moves to Ray. Each scene's look travels to the workers as the BYTES of
-its ``.cube`` or ``.gpreset`` file through Ray's object store (a worker writes them to a temporary file
-and reads them with :func:`grade.library.read_look`, which verifies a preset: no user file is ever
-unpickled). Each event is one task (``num_cpus=1``, retried ``retries`` times when its worker dies) that
-writes its clip with :func:`grade.io.atomic.atomic_output` into the output folder, which every node must
-see at the same path (shared storage; checked by a probe task at start). The driver records every
-finished event in the job file (``finish``), so the job file stays the one source of truth and a re-run
-after a kill resumes. An event whose task fails (bad media) is reported ``failed``; the others finish.
+The driver (the ``grade conform`` process) plans and fingerprints as for a local run; each scene's look is
+trained as one Ray task (:mod:`grade.conform.ray_train`) and each event renders as one. Each scene's look
+travels to the workers as the BYTES of its ``.cube`` or ``.gpreset`` file through Ray's object store (a
+worker writes them to a temporary file and reads them with :func:`grade.library.read_look`, which verifies a
+preset: no user file is ever unpickled). Each event is one task (``num_cpus=1``, retried ``retries`` times
+when its worker dies) that writes its clip with :func:`grade.io.atomic.atomic_output` into the output
+folder, which every node must see at the same path (shared storage; checked by a probe task at start). The
+driver records every finished event in the job file (``finish``), so the job file stays the one source of
+truth and a re-run after a kill resumes. An event whose task fails (bad media) is reported ``failed``; the
+others finish.
 
 ``--gpus-per-task N`` reserves N GPUs per render task (Ray's ``num_gpus``; refused in one line when the
 cluster has fewer, where the tasks would otherwise wait forever); a task given a GPU runs the look's
-coefficient network with CUDA (``ray.get_gpu_ids()``), one without runs on its CPU. Scene looks are
-trained on the driver, on its ``--device``. ``--transfer object-store`` is for clusters without shared
-storage: no probe; each media file travels once to the tasks as bytes through the object store
-(``ray.put``, at most ``transfer_limit`` bytes per file), and each task returns its graded clip's bytes,
-which the driver publishes atomically at the final path.
+coefficient network with CUDA (``ray.get_gpu_ids()``), one without runs on its CPU. ``--transfer
+object-store`` is for clusters without shared storage (scene looks are then trained on the driver): no probe; each
+media file travels once to the tasks as bytes through the object store (``ray.put``, at most
+``transfer_limit`` bytes per file), and each task returns its graded clip's bytes, which the driver
+publishes atomically at the final path.
 
 Ray is optional (``pip install "grade[ray]"``): it is imported only here, when the engine is used.
 
-Test hook: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the first task
-that renders a frame create the marker and kill its own worker process (``os._exit``) mid-event, to
-show that a lost worker is retried (``max_retries``) and leaves no half-written clip. Not for users.
+Test hook: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the first task that
+renders a frame create the marker and kill its own worker process (``os._exit``) mid-event, to show that a
+lost worker is retried (``max_retries``) and leaves no half-written clip. Not for users.
 """
 
 from __future__ import annotations

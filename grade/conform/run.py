@@ -119,90 +119,100 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
                 f"output exists and was not written by this conform: {foreign[0]}{more} (use {setting('force')})"
             )
     grades, specs, trained = {}, {}, []
-    working = {s: _preset_working(d) for s, (d, _) in sources.items()}  # a preset's look keeps its working space
-    for scene in sorted({p.scene for p in pending}):
-        # shards started together: the first trains the scene's look, the others wait and load it
-        with folder_lock(out_dir / ".looks", "scene-" + re.sub(r"[^A-Za-z0-9_.+-]", "_", scene)[:40]):
-            grades[scene], specs[scene], was_trained = _scene_grade(
-                scene,
-                sources[scene],
-                [p for p in todo if p.scene == scene],
-                out_dir,
-                settings,
-                options,
-                device,
-                progress,
+    trainer = None  # --engine ray on shared storage: each scene's look is trained as a Ray task
+    if settings.engine == "ray" and settings.transfer == "shared" and pending:
+        from grade.conform.ray_train import SceneTrainer
+
+        trainer = SceneTrainer(settings.ray_address, out_dir)
+    try:
+        working = {s: _preset_working(d) for s, (d, _) in sources.items()}  # a preset's look keeps its working space
+        for scene in sorted({p.scene for p in pending}):
+            # shards started together: the first trains the scene's look, the others wait and load it
+            with folder_lock(out_dir / ".looks", "scene-" + re.sub(r"[^A-Za-z0-9_.+-]", "_", scene)[:40]):
+                grades[scene], specs[scene], was_trained = _scene_grade(
+                    scene,
+                    sources[scene],
+                    [p for p in todo if p.scene == scene],
+                    out_dir,
+                    settings,
+                    options,
+                    device,
+                    progress,
+                    trainer,
+                )
+            if was_trained:
+                trained.append(scene)
+
+        jobs = options.jobs if options.jobs > 1 and len(pending) > 1 else None
+        if settings.engine == "ray" and pending:
+            jobs = options.jobs  # Ray renders every pending event (its workers, not --jobs, set the parallelism)
+
+        def finish(p: Planned, rep: EventReport, frames: int, seconds: float) -> None:
+            rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
+            if frames < p.end - p.first:  # the media broke off inside the event's range
+                rep.message = f"{p.media.path} is damaged: graded {frames} of {p.end - p.first} frames"
+                warnings.append(f"event {p.event.number} {p.event.name}: {rep.message}")
+            status = EventStatus(
+                number=p.event.number,
+                status="done",
+                fingerprint=p.fingerprint,
+                output=str(p.output),
+                output_bytes=p.output.stat().st_size,
+                scene=p.scene,
+                frames=frames,
+                seconds=rep.seconds,
             )
-        if was_trained:
-            trained.append(scene)
+            # after the clip is in place: an interruption redoes only this event; other shards' events kept
+            job.events.update(record_event(out_dir, edit.path, status).events)
 
-    jobs = options.jobs if options.jobs > 1 and len(pending) > 1 else None
-    if settings.engine == "ray" and pending:
-        jobs = options.jobs  # Ray renders every pending event (its workers, not --jobs, set the parallelism)
-
-    def finish(p: Planned, rep: EventReport, frames: int, seconds: float) -> None:
-        rep.status, rep.frames, rep.seconds = "done", frames, round(seconds, 3)
-        if frames < p.end - p.first:  # the media broke off inside the event's range
-            rep.message = f"{p.media.path} is damaged: graded {frames} of {p.end - p.first} frames"
-            warnings.append(f"event {p.event.number} {p.event.name}: {rep.message}")
-        status = EventStatus(
-            number=p.event.number,
-            status="done",
-            fingerprint=p.fingerprint,
-            output=str(p.output),
-            output_bytes=p.output.stat().st_size,
-            scene=p.scene,
-            frames=frames,
-            seconds=rep.seconds,
-        )
-        # after the clip is in place: an interruption redoes only this event; other shards' events kept
-        job.events.update(record_event(out_dir, edit.path, status).events)
-
-    reports = []
-    with progress.stage("conform", len(todo)) as task:
-        for p in plans:
-            ev = p.event
-            rep = EventReport(
-                number=ev.number,
-                name=ev.name,
-                reel=ev.reel,
-                scene=p.scene if not p.problem else None,
-                status="skipped",
-                message=p.problem,
-            )
-            if p.problem is None:
-                rep.media, rep.source_range, rep.output = str(p.media.path), (p.first, p.end), str(p.output)
-                if p in pending:
-                    if jobs is None:
-                        t = time.perf_counter()
-                        frames = render_event(
-                            grades[p.scene],
-                            p.media.path,
-                            p.output,
-                            p.first,
-                            p.end,
-                            ev.cdl if settings.apply_cdl else None,
-                            options,
-                            p.input_space,
-                            working.get(p.scene),
-                        )
-                        finish(p, rep, frames, time.perf_counter() - t)
+        reports = []
+        with progress.stage("conform", len(todo)) as task:
+            for p in plans:
+                ev = p.event
+                rep = EventReport(
+                    number=ev.number,
+                    name=ev.name,
+                    reel=ev.reel,
+                    scene=p.scene if not p.problem else None,
+                    status="skipped",
+                    message=p.problem,
+                )
+                if p.problem is None:
+                    rep.media, rep.source_range, rep.output = str(p.media.path), (p.first, p.end), str(p.output)
+                    if p in pending:
+                        if jobs is None:
+                            t = time.perf_counter()
+                            frames = render_event(
+                                grades[p.scene],
+                                p.media.path,
+                                p.output,
+                                p.first,
+                                p.end,
+                                ev.cdl if settings.apply_cdl else None,
+                                options,
+                                p.input_space,
+                                working.get(p.scene),
+                            )
+                            finish(p, rep, frames, time.perf_counter() - t)
+                        else:
+                            rep.status = "queued"
+                    elif not done(p):
+                        rep.status, rep.message = "other shard", "left to the shard that holds it"
                     else:
-                        rep.status = "queued"
-                elif not done(p):
-                    rep.status, rep.message = "other shard", "left to the shard that holds it"
-                else:
-                    st = job.events[str(ev.number)]
-                    rep.status, rep.frames = "unchanged", st.frames or 0
-                if rep.status != "queued":
-                    task.advance()
-            reports.append(rep)
-        if jobs is not None and settings.engine == "ray":
-            from grade.conform.ray_engine import render_ray
+                        st = job.events[str(ev.number)]
+                        rep.status, rep.frames = "unchanged", st.frames or 0
+                    if rep.status != "queued":
+                        task.advance()
+                reports.append(rep)
+            if jobs is not None and settings.engine == "ray":
+                from grade.conform.ray_engine import render_ray
 
-            render_ray(pending, specs, reports, settings, options, finish, task, working, settings.ray_address)
-        elif jobs is not None:
-            render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
+                render_ray(pending, specs, reports, settings, options, finish, task, working, settings.ray_address)
+            elif jobs is not None:
+                render_parallel(jobs, [p for p in pending], specs, reports, settings, options, finish, task, working)
+    finally:
+        if trainer is not None:
+            trainer.close()
     failed = [r for r in reports if r.status == "failed"]
     if failed:  # no edit or programme pointing at clips that are not there; a re-run redoes these events
         warnings.append(
@@ -328,18 +338,23 @@ def _scene_sources(looks: LooksFile | None, settings: ConformSettings, options) 
 
 
 def _scene_grade(
-    scene: str, source: tuple[dict, str], plans: list[Planned], out_dir: Path, settings, options, device, progress
+    scene: str,
+    source: tuple[dict, str],
+    plans: list[Planned],
+    out_dir: Path,
+    settings,
+    options,
+    device,
+    progress,
+    trainer=None,
 ):
     """The scene's ShotGrade: loaded from a preset or cube, or fitted/trained on the key frames of its
-    events once and cached in ``out_dir/.looks`` (a re-run reuses it)."""
-    import torch
-
-    from grade.cdl import apply_cdl
-    from grade.io import image as image_io
+    events once and cached in ``out_dir/.looks`` (a re-run reuses it). ``trainer`` (the Ray engine's
+    :func:`~grade.conform.ray_engine.train_scene_ray`) trains elsewhere and returns the preset's bytes."""
+    from grade.io.atomic import atomic_output
     from grade.library import read_look
-    from grade.presets import SUFFIX, build_preset, read_preset, write_preset
-    from grade.shotgrade import fit_shots, preset_grade
-    from grade.shots import detect_shots
+    from grade.presets import SUFFIX, preset_bytes, read_preset
+    from grade.shotgrade import preset_grade
 
     desc, fp = source
     for kind in ("cube", "preset"):  # a look kept on disk: one reader for both
@@ -357,6 +372,29 @@ def _scene_grade(
         with contextlib.suppress(InputError):  # a damaged cache is trained again
             grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
             return grade, ("preset", str(cache)), False
+    if trainer is not None:
+        with progress.stage(f"train {scene} (Ray task)", None):
+            data = trainer(scene, desc, plans, settings, options, key_fp)
+    else:
+        data = preset_bytes(train_scene_preset(scene, desc, plans, settings, options, device, progress, key_fp))
+    cache.parent.mkdir(exist_ok=True)
+    with atomic_output(cache, force=True) as tmp:
+        tmp.write_bytes(data)
+    grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
+    return grade, ("preset", str(cache)), True
+
+
+def train_scene_preset(scene: str, desc: dict, plans: list[Planned], settings, options, device, progress, key_fp: str):
+    """Fit (fast) or train (learned) one scene's look on the key frames of all its events (each camera
+    brought into the working space; black and title shots left out) and return it as a preset."""
+    import torch
+
+    from grade.cdl import apply_cdl
+    from grade.io import image as image_io
+    from grade.presets import build_preset
+    from grade.shotgrade import fit_shots
+    from grade.shots import detect_shots
+
     keys, blank, colour = [], [], None
     for p in plans:
         shots = detect_shots(p.media.path, frames=(p.first, p.end))
@@ -375,7 +413,7 @@ def _scene_grade(
     grade = fit_shots(keys, ref, options, device, progress, joint=True)[0]
     learned = grade.learned
     mode = "learned" if learned is not None else "fast"
-    preset = build_preset(
+    return build_preset(
         f"scene-{key_fp[:12]}",
         mode=mode,
         lut=grade.full_lut,
@@ -386,6 +424,3 @@ def _scene_grade(
         scene=scene,
         working_space=colour.working if colour is not None else None,
     )
-    cache.parent.mkdir(exist_ok=True)
-    write_preset(preset, cache, force=True)
-    return grade, ("preset", str(cache)), True
