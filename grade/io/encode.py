@@ -316,6 +316,7 @@ class FrameEncoder:
         tb = time_base or Fraction(1, max(1, round(float(rate))))
         vout.time_base = tb
         vout.codec_context.time_base = tb
+        self.time_base = tb  # the frames' pts unit: the stream's may change when the muxer writes its header
         vout.codec_context.framerate = rate
         vout.options = dict(opts)
         vout.thread_type = "AUTO"
@@ -349,7 +350,7 @@ class FrameEncoder:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format=self.fmt)
             frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.matrix, dst_color_range=self.range)
         frame.pts = pts
-        frame.time_base = time_base or self.stream.time_base
+        frame.time_base = time_base or self.time_base
         if duration:
             with contextlib.suppress(AttributeError, TypeError):
                 frame.duration = duration
