@@ -2,7 +2,12 @@
 throughput of a log clip against the same clip in Rec.709, and two cameras graded with one preset.
 
 * cost: ``input -> ACEScct`` and ``ACEScct -> Rec.709`` on one 1080p frame, by OCIO's CPU processor and by
-  the baked 65-point LUTs that ``grade`` uses (8-bit RGBA and 16-bit RGB), medians of ``--repeats``;
+  the baked 65-point LUTs (8-bit RGBA and 16-bit RGB), medians of ``--repeats``;
+* composed: the per-frame cost of colour management as ``grade`` renders a fast / LUT look today (input
+  transform, look and output transform composed into one table per shot, ``grade.colourgrade``): the
+  time of a 1080p S-Log3 frame graded with colour management minus the same frame graded by the look
+  alone, for 8-bit RGBA, 8-bit 4:2:0 planes and 16-bit RGB, with the two separate lookups beside it,
+  interleaved, medians of ``--repeats``; and what the composition costs once per shot;
 * accuracy: mean / p99 ΔE2000 of the baked round trip against the processor on random code values;
 * throughput: a sample clip (``--frames`` frames at ``--width``) graded in fast mode as Rec.709, and the
   same pictures as S-Log3 (converted from the Rec.709 pictures through the inverse ACES view, 16-bit)
@@ -28,8 +33,10 @@ from common import copy_video, make_parser, print_system, save_json, shared_dir,
 
 from grade.cli import main as grade_main
 from grade.color import delta_e2000, srgb_to_lab
+from grade.colourgrade import managed
 from grade.colourspace import ALIASES, colour_pipeline, ocio_apply
-from grade.lut import apply_lut
+from grade.lut import apply_lut, identity_lut
+from grade.shotgrade import ShotGrade
 
 SOURCE = Path("samples/video/04_cotracker_bear.mp4")
 REFERENCE = Path("samples/pairs/34_reference.jpg")
@@ -60,6 +67,64 @@ def cost(repeats: int) -> list[list]:
         u16_ms = median_ms(lambda f=fn: f(rgb16), repeats)
         rows.append([label, ocio_ms, rgba_ms, u16_ms])
     return rows
+
+
+def log_frame_1080(shared: Path) -> np.ndarray:
+    """The sample clip's first picture at 1920x1080 as S-Log3 / S-Gamut3.Cine code values in [0, 1]."""
+    import cv2
+
+    with av.open(str(shared / SOURCE)) as box:
+        pic = next(iter(box.decode(video=0))).to_ndarray(format="rgb24")
+    pic = cv2.resize(pic, (1920, 1080), interpolation=cv2.INTER_CUBIC)
+    log = ocio_apply(scene_linear(pic), "ACES2065-1", ALIASES["slog3"])
+    return np.clip(log, 0, 1)
+
+
+def composed(shared: Path, repeats: int) -> dict:
+    """Per-frame cost of colour management on a fast look (ms): with CM minus without, by frame layout."""
+    from grade.lut import rgb_to_yuv
+
+    cp = colour_pipeline("slog3", None, None, False, None)
+    lut = (identity_lut(33) ** 1.1 * torch.tensor([1.05, 1.0, 0.92]).reshape(3, 1, 1, 1)).clamp(0, 1)
+    log = log_frame_1080(shared)
+    h, w = log.shape[:2]
+    rgba = np.dstack([(log * 255 + 0.5).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+    rgb16 = (log * 65535 + 0.5).astype(np.uint16)
+    yuv = rgb_to_yuv(torch.from_numpy(log).double(), 1, False).add(0.5).clamp(0, 255).to(torch.uint8).numpy()
+    chroma = np.concatenate([yuv[::2, ::2, 1].reshape(-1), yuv[::2, ::2, 2].reshape(-1)]).reshape(h // 2, w)
+    planes = np.ascontiguousarray(np.concatenate([yuv[..., 0], chroma]))  # yuv420p as PyAV lays it out
+    build = {}
+    t = time.perf_counter()
+    grade = ShotGrade(lut, 1.0)
+    m = managed(cp, grade)
+    build["compose_s"] = time.perf_counter() - t
+    rows = []
+    layouts = (("8-bit RGBA", False, rgba), ("8-bit 4:2:0", True, planes), ("16-bit RGB", False, rgb16))
+    for label, native, frame in layouts:
+        grade.release()
+        m.release()
+        t = time.perf_counter()
+        m.prepare(native, 1, False)
+        build[f"table_{label}_s"] = time.perf_counter() - t
+        grade.prepare(native, 1, False)
+        fns = {"look": lambda f=frame: grade.grade(f, h, w), "composed": lambda f=frame: m.grade(f, h, w)}
+        if not native:  # the two separate lookups around the look (grade's path before the composed table)
+            fns["separate"] = lambda f=frame: cp.frame_out(grade.grade(cp.frame_in(f), h, w))
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for fn in fns.values():
+            fn()
+        for _ in range(repeats):  # side by side, interleaved
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(1000 * (time.perf_counter() - t0))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        sep = med.get("separate")
+        extra = [sep, sep - med["look"]] if sep is not None else ["-", "-"]
+        rows.append([label, med["look"], med["composed"], med["composed"] - med["look"], *extra])
+    grade.release()
+    m.release()
+    return {"rows": rows, "build": build}
 
 
 def accuracy() -> list[list]:
@@ -116,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     print_system(info)
     out: dict = {"system": info}
 
+    comp = composed(shared, args.repeats)
+    out["composed_ms"] = comp
+    headers = ["1080p S-Log3 frame, fast look", "look alone ms", "composed CM ms", "CM cost ms", "separate CM ms"]
+    print(table([*headers, "separate CM cost ms"], comp["rows"]))
+    print("composition once per shot: " + ", ".join(f"{k} {v:.2f}" for k, v in comp["build"].items()))
     rows = cost(args.repeats)
     out["cost_ms"] = rows
     print(table(["1080p transform", "OCIO processor ms", "baked, 8-bit RGBA ms", "baked, 16-bit RGB ms"], rows))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import difflib
 import functools
+import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +31,7 @@ from grade.errors import InputError, setting
 DEFAULT_CONFIG = "ocio://studio-config-latest"
 DEFAULT_WORKING = "ACEScct"
 BAKE_SIZE = 65
+COMPOSE_SIZE = 129  # a look composed with both transforms (ColourPipeline.compose)
 
 # short names a colourist types -> colour spaces of the ACES studio config
 ALIASES = {
@@ -173,6 +176,8 @@ class ColourPipeline:
         srgb = ALIASES["srgb"] if ALIASES["srgb"] in list(config.getColorSpaceNames()) else self.input
         self.reference_in = bake(srgb, self.working, config)
         self._packed: dict[str, object] = {}
+        self._managed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
 
     @property
     def output_tags(self) -> dict | None:
@@ -221,18 +226,90 @@ class ColourPipeline:
     def float_in(self, rgb: np.ndarray) -> np.ndarray:
         """Float RGB ``(H, W, 3)`` (scene-linear values above 1 included) into the working space, exactly
         (OCIO's processor: an image sequence, where a LUT's [0, 1] domain would clip)."""
-        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
-        self._exact("float_in").applyRGB(out.reshape(-1, 3))
-        return out
+        return self._exact_apply("float_in", rgb)
 
     def float_out(self, rgb: np.ndarray) -> np.ndarray:
         """Float working-space RGB out to the output space, exactly (values above 1 kept for a linear output)."""
-        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
-        self._exact("float_out").applyRGB(out.reshape(-1, 3))
-        return out
+        return self._exact_apply("float_out", rgb)
 
     def release(self) -> None:
         self._packed.clear()
+
+    def _grid_in(self, size: int) -> np.ndarray:
+        """The ``size``-point grid of input code values through OCIO's exact ``input -> working``, clipped to
+        [0, 1]: ``(size**3, 3)`` float32 (cached: every shot's composed table starts from it)."""
+        key = f"grid_in{size}"
+        with self._lock:
+            if key not in self._packed:
+                from grade.lut import grid_points
+
+                pts = grid_points(size).numpy().astype(np.float32)
+                self._packed[key] = np.clip(np.nan_to_num(self._exact_apply("float_in", pts), nan=0.0), 0.0, 1.0)
+            return self._packed[key]
+
+    def _exact_apply(self, which: str, rgb: np.ndarray) -> np.ndarray:
+        """OCIO's processor on float RGB ``(..., 3)``, a new array; large arrays in row blocks on up to 4
+        threads (the processor releases the GIL: 2.1 M points of the ACES 2.0 view, 0.8 s -> 0.4 s on 2 cores)."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+        flat, proc = out.reshape(-1, 3), self._exact(which)
+        workers = min(4, os.cpu_count() or 1)
+        if workers == 1 or flat.shape[0] < 200_000:
+            proc.applyRGB(flat)
+            return out
+        with ThreadPoolExecutor(workers, thread_name_prefix="grade-ocio") as pool:
+            list(pool.map(proc.applyRGB, np.array_split(flat, 4 * workers)))
+        return out
+
+    def compose(self, lut: torch.Tensor, size: int = COMPOSE_SIZE) -> torch.Tensor:
+        """A working-space look ``lut`` ``(3, N, N, N)`` with both transforms folded in: one
+        ``(3, size, size, size)`` table from input code values to output code values, through OCIO's exact
+        processors (~0.5 s at 129 on 2 cores; the input side is cached per pipeline).
+
+        129 points, not 65: log footage fills a narrow band of codes, and a fitted look's kinks fall
+        between the nodes (a fitted look on 16-bit S-Log3, mean ΔE2000 to OCIO's exact chain: 0.39 at 65,
+        0.12 at 129; 0.15 at 129 with the baked output LUT instead of the processor).
+        """
+        from grade.lut import apply_lut
+
+        pts = torch.from_numpy(self._grid_in(size)).T.reshape(1, 3, -1, 1)
+        with torch.inference_mode():
+            graded = apply_lut(lut.float(), pts)[0, :, :, 0].T.numpy()
+        out = np.clip(np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0), 0.0, 1.0)
+        return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
+
+    def exact(self, lut: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
+        """Input-space R'G'B' ``(P, 3)`` float32 in [0, 1] through OCIO's exact ``input -> working``, the
+        look ``lut`` and OCIO's ``working -> output``: ``(P, 3)`` in [0, 1] (the composed tables' reference)."""
+        from grade.lut import apply_lut
+
+        work = np.clip(np.nan_to_num(self._exact_apply("float_in", rgb), nan=0.0), 0.0, 1.0)
+        with torch.inference_mode():
+            graded = apply_lut(lut.float(), torch.from_numpy(work).T.reshape(1, 3, -1, 1))[0, :, :, 0].T.numpy()
+        return np.clip(np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0), 0.0, 1.0)
+
+    def managed(self, grade):
+        """The :class:`~grade.colourgrade.ManagedGrade` of a shot's ``grade`` (one per grade, kept while the
+        grade lives): frames go in in the input space and come out in the output space."""
+        from grade.colourgrade import ManagedGrade
+
+        with self._lock:
+            held = self._managed.get(grade)
+        if held is None:
+            made = ManagedGrade(grade, self)
+            with self._lock:
+                held = self._managed.setdefault(grade, made)
+        return held
+
+    def yuv_native(self, matrix: int) -> bool:
+        """Whether frames may stay in their 4:2:0 YCbCr through a composed table: the output is written
+        with the source's YCbCr matrix ``matrix`` (swscale id), so code values need no other matrix."""
+        from grade.io.decode import SWS_MATRIX
+
+        tags = self.output_tags
+        return tags is None or SWS_MATRIX.get(tags["colorspace"]) == matrix
 
 
 @functools.lru_cache(maxsize=8)

@@ -229,6 +229,25 @@ class YuvTable:
         self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
         self._scratch = threading.local()  # per-thread scratch planes: frames may be graded on several threads
 
+    @classmethod
+    def from_colours(cls, grade_rgb, matrix: int, full_range: bool, grid: int = 129) -> YuvTable:
+        """The table of any colour mapping ``grade_rgb``: R'G'B' ``(P, 3)`` float32 in [0, 1] -> ``(P, 3)``,
+        evaluated at the ``grid``-point (Y, Cb, Cr) nodes themselves (a colour pipeline through OCIO's
+        processors: no second resampling of a 3D LUT, which a steep display transform does not survive)."""
+        self = cls.__new__(cls)
+        with torch.inference_mode():
+            axis = torch.linspace(0, 255, grid)
+            cr, cb, y = torch.meshgrid(axis, axis, axis, indexing="ij")
+            yuv = torch.stack([y, cb, cr], -1).reshape(-1, 3)
+            rgb = yuv_to_rgb(yuv, matrix, full_range)
+            graded = torch.from_numpy(np.asarray(grade_rgb(rgb.numpy().astype(np.float32)), np.float32))
+            delta = rgb_to_yuv(graded.double(), matrix, full_range) - rgb_to_yuv(rgb.double(), matrix, full_range)
+            small = (yuv + delta.float()).T.reshape(3, grid, grid, grid)
+        self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
+        self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
+        self._scratch = threading.local()
+        return self
+
     def apply_yuv420(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade a yuv420p frame as PyAV lays it out: ``(H * 3 // 2, W)`` uint8 (even H and W)."""
         import cv2

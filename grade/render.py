@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grade.colourgrade import ManagedGrade, managed, yuv420_ok
 from grade.colourspace import ColourPipeline
 from grade.errors import InputError, setting
 from grade.io import image as image_io
@@ -252,8 +253,8 @@ def stream_video_job(
     and fits each one's look while the render grades the shots already fitted. Same result as
     analysing first, then fitting, then rendering; the analysis pass hides behind the encoder."""
     info = job.info
-    native = job.colour is None and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
+    native = _native(job, options, matrix, composed=True)
     feed = ShotFeed()
     found: dict = {}
     fit_seconds = [0.0]
@@ -268,7 +269,9 @@ def stream_video_job(
             lut = fast_lut([image_io.to_tensor(key)], reference, TransferSettings(seed=options.seed))
         fit_seconds[0] += time.perf_counter() - t
         feed.timeline.add(start, gains)  # before the grade is published: the render reads it at once
-        feed.add(end, ShotGrade(lut, options.strength), lambda g: g.prepare(native, matrix, full_range))
+        feed.add(
+            end, ShotGrade(lut, options.strength), lambda g: managed(job.colour, g).prepare(native, matrix, full_range)
+        )
 
     def analyse() -> None:
         t = time.perf_counter()
@@ -300,7 +303,7 @@ def stream_video_job(
         feed.end_render(ok)
         worker.join()
         for g in feed.grades:
-            g.release()  # a table the analysis prepared after the render had ended
+            managed(job.colour, g).release()  # a table the analysis prepared after the render had ended
     if feed.error is not None:
         raise feed.error
     shots = found["shots"]
@@ -313,12 +316,25 @@ def stream_video_job(
     return {**fields, "shots": job.shots}, feed.grades
 
 
+def _native(job: RenderJob, options: GradeOptions, matrix: int, composed: bool) -> bool:
+    """Whether frames are graded in their own 8-bit 4:2:0 YCbCr (:func:`grade.colourgrade.yuv420_ok`)."""
+    return video_io.native_yuv420(job.info, job.out, options.codec, options.crf) and yuv420_ok(
+        job.colour, matrix, composed
+    )
+
+
 def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, shots: ShotFeed | None = None) -> dict:
     info = job.info
     pick = shots or FixedShots(job)
     current: dict = {"shot": -1}
-    native = job.colour is None and video_io.native_yuv420(info, job.out, options.codec, options.crf)
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
+    native = _native(job, options, matrix, composed=shots is not None or all(g.learned is None for g in job.grades))
+    used: dict[int, ShotGrade | ManagedGrade] = {}  # the grades frames went through (colour: managed)
+
+    def chosen(grade: ShotGrade) -> ShotGrade | ManagedGrade:
+        g = managed(job.colour, grade)
+        used[id(grade)] = g
+        return g
 
     timeline = getattr(pick, "timeline", None) or job.timeline or Timeline()
     prepared: dict[int, ShotGrade] = {}  # grades holding a lookup table
@@ -342,10 +358,11 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
         shot, grade = pick.grade_for(index)
+        grade = chosen(grade)
         mix = timeline.dissolve(index)
         other = None
         if mix is not None:  # the other side of the dissolve, its look cross-faded in
-            other = pick.grade_of(shot + 1) if index < mix[0] else pick.grade_of(shot - 1)
+            other = chosen(pick.grade_of(shot + 1) if index < mix[0] else pick.grade_of(shot - 1))
             other = None if other is grade else other
         if current["shot"] != shot:
             for g in list(prepared.values()):
@@ -370,20 +387,10 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
 
         return finish
 
-    frame_fn = grade_frame
-    if job.colour is not None:  # input -> working, the grade, working -> output
-        colour = job.colour
-
-        def frame_fn(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
-            out = grade_frame(index, colour.frame_in(pixels))
-            if callable(out):
-                return lambda: colour.frame_out(out())
-            return colour.frame_out(out)
-
     def on_frame(i: int) -> None:
         task.advance()
         if i % 12 == 11:
-            stab = stabiliser_stats(pick.grades)
+            stab = stabiliser_stats(list(used.values()))
             if stab is not None:
                 network = 100 * (1 - stab[1] / (i + 1))
                 task.update(info=f"stabiliser {1000 * stab[0] / (i + 1):.1f} ms/frame, network on {network:.0f} %")
@@ -397,7 +404,7 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
             job.source,
             tmp,
             info,
-            frame_fn,
+            grade_frame,
             codec=options.codec,
             crf=options.crf,
             on_frame=on_frame,
@@ -408,9 +415,9 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
         damage = damage_of(info, stats.frames, stats.decode_error)
         if damage is not None and options.strict:  # before the output is published: nothing is written
             raise InputError(f"{damage.message(job.source)}; {setting('strict')}: nothing written")
-    for g in pick.grades:
+    for g in [*pick.grades, *used.values()]:
         g.release()
-    stab = stabiliser_stats(pick.grades)
+    stab = stabiliser_stats(list(used.values()))
     return {
         "stabiliser_ms_per_frame": round(1000 * stab[0] / max(1, stats.frames), 2) if stab is not None else None,
         "network_frames": stats.frames - stab[1] if stab is not None else None,

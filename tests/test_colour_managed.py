@@ -5,12 +5,14 @@ with the same preset and each camera's own ``--input-space``."""
 from __future__ import annotations
 
 import json
+import time
 import warnings
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 from clips import cli_args, make_still, write_frames
 
 from grade.cli import main
@@ -219,3 +221,206 @@ def test_cube_export_bakes_the_camera_and_display_transforms(capsys, cameras) ->
     code, _, err = run(capsys, "presets", "export", "plain", "--cube", root / "p.cube", "--cube-input", "slog3",
                        "--library", library)  # fmt: skip
     assert code == 2 and "display-RGB" in err and err.count("\n") == 1
+
+
+# --- the composed table (grade.colourgrade): input transform, look and output transform in one lookup ---
+
+
+def _look_lut() -> torch.Tensor:
+    """A fitted working-space look (the fast mode's, of the S-Log3 scene against a scene still): its kinks
+    are what a composed table must not smooth away."""
+    from clips import scene_frame
+
+    from grade.colourspace import colour_pipeline
+    from grade.io.image import to_tensor
+    from grade.transfer import TransferSettings, fast_lut
+
+    cp = colour_pipeline("slog3", None, None, False, None)
+    key = (np.clip(cp.float_in(_log_pictures()[0]), 0, 1) * 255 + 0.5).astype(np.uint8)
+    reference = cp.reference(to_tensor(scene_frame(64, 48, 0, 1)))
+    return fast_lut([to_tensor(key)], reference, TransferSettings(seed=0))
+
+
+def _exact(cp, lut: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
+    """OCIO's processors around the look LUT, in float: the reference both paths approximate."""
+    from grade.lut import apply_lut
+
+    work = np.clip(cp.float_in(rgb.astype(np.float32)), 0, 1)
+    graded = apply_lut(lut, torch.from_numpy(work).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+    return np.clip(cp.float_out(graded), 0, 1)
+
+
+def _de(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(delta_e2000(srgb_to_lab(a), srgb_to_lab(b))))
+
+
+def _log_pictures(kind: str = "slog3") -> np.ndarray:
+    """Camera code values in [0, 1] of the linear scene, ``(FRAMES, H, W, 3)`` float."""
+    return np.stack([np.clip(camera(linear_scene(t), kind), 0, 1) for t in range(FRAMES)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("space", ["slog3", "logc3"])
+def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -> None:
+    """One composed lookup a frame (16-bit RGB, 8-bit RGBA) against OCIO's exact chain and against the two
+    baked lookups around the look: within mean ΔE2000 0.2 of the processor (at the frame's own bit depth),
+    and on 8-bit frames closer to it than the separate path (which rounds the log picture to 8 bits in the
+    working space between its lookups)."""
+    from grade.colourgrade import managed
+    from grade.colourspace import colour_pipeline
+    from grade.shotgrade import ShotGrade
+
+    cp = colour_pipeline(space, None, None, False, None)
+    grade = ShotGrade(_look_lut(), 0.8)
+    composed = managed(cp, grade)
+    assert composed.kind == "composed"
+    grade.prepare(False, 1, False)
+    composed.prepare(False, 1, False)
+    logs = _log_pictures(space)[:2]
+    for pic in logs:
+        exact = _exact(cp, grade.lut, pic)
+        deep = (pic * 65535 + 0.5).astype(np.uint16)
+        one = composed.grade(deep, H, W) / 65535.0
+        two = cp.frame_out(grade.grade(cp.frame_in(deep), H, W)) / 65535.0
+        assert _de(exact, one) <= 0.2 and _de(one, two) <= 0.2, (_de(exact, one), _de(one, two))
+        print(space, "16-bit", _de(exact, one), _de(one, two))
+        rgba = np.dstack([(pic * 255 + 0.5).astype(np.uint8), np.full((H, W), 255, np.uint8)])
+        one = composed.grade(rgba, H, W)[..., :3] / 255.0
+        two = cp.frame_out(grade.grade(cp.frame_in(rgba), H, W))[..., :3] / 255.0
+        exact = _exact(cp, grade.lut, rgba[..., :3] / 255.0)  # of the same 8-bit codes
+        rounded = (exact * 255 + 0.5).astype(np.uint8) / 255.0
+        assert _de(rounded, one) <= 0.2, _de(rounded, one)
+        assert _de(rounded, one) <= _de(rounded, two)
+        print(space, "8-bit", _de(rounded, one), _de(rounded, two), _de(one, two))
+    # one managed grade per grade and pipeline; none without colour management
+    assert managed(cp, grade) is composed and managed(None, grade) is grade
+    assert colour_pipeline(None, None, None, False, None) is None
+
+
+def _tagged_yuv420(path: Path, frames: list[np.ndarray]) -> Path:
+    """8-bit 4:2:0 FFV1 tagged BT.709 (matrix, primaries, transfer): the container of an 8-bit log camera."""
+    with av.open(str(path), "w") as box:
+        s = box.add_stream("ffv1", rate=24)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        cc = s.codec_context
+        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=1, dst_color_range=1
+            )
+            f.pts = i
+            for pkt in s.encode(f):
+                box.mux(pkt)
+        for pkt in s.encode():
+            box.mux(pkt)
+    return path
+
+
+def _planes_rgb(planes: np.ndarray) -> np.ndarray:
+    """yuv420p planes ``(H * 3 // 2, W)`` (BT.709, limited range) as R'G'B' ``(H, W, 3)`` in [0, 1], chroma
+    repeated over its 2x2 block: the conversion the 4:2:0 tables are built on (swscale's rounds differently
+    by a code or two, which a log picture seen through a display view turns into several ΔE)."""
+    from grade.lut import yuv_to_rgb
+
+    cb, cr = (np.repeat(np.repeat(c, 2, 0), 2, 1) for c in planes[H:].reshape(2, H // 2, W // 2))
+    yuv = np.stack([planes[:H], cb, cr], -1).astype(np.float64)
+    return yuv_to_rgb(torch.from_numpy(yuv), 1, False).numpy()
+
+
+def test_yuv420_log_footage_is_graded_in_its_own_ycbcr_through_the_composed_table(capsys, tmp_path: Path) -> None:
+    """8-bit 4:2:0 S-Log3 with a .cube look: the composed table grades the planes as they are (no RGB round
+    trip, as for Rec.709 footage), close to OCIO's exact chain; the render takes that path."""
+    from grade.colourgrade import managed
+    from grade.colourspace import colour_pipeline
+    from grade.cube import write_cube
+    from grade.shotgrade import ShotGrade
+
+    pics = [(p * 255 + 0.5).astype(np.uint8) for p in _log_pictures()]
+    src = _tagged_yuv420(tmp_path / "slog3-420.mkv", pics)
+    cp = colour_pipeline("slog3", None, None, False, None)
+    assert cp.yuv_native(1) and not cp.yuv_native(5)  # Rec.709 out: the source's BT.709 matrix kept
+    look = _look_lut()
+    m = managed(cp, ShotGrade(look, 1.0))
+    m.prepare(True, 1, False)
+    with av.open(str(src)) as box:
+        planes = [f.to_ndarray() for f in box.decode(video=0)]
+    ours = [m.grade(p, H, W) for p in planes]
+    assert ours[0].shape == planes[0].shape and ours[0].dtype == np.uint8  # still 4:2:0 planes
+    for p, out in zip(planes[:2], ours):
+        rgb = _planes_rgb(p)
+        exact = cp.exact(look, rgb.reshape(-1, 3).astype(np.float32)).reshape(rgb.shape)
+        assert _de(exact, _planes_rgb(out)) <= 1.0, _de(exact, _planes_rgb(out))
+    write_cube(tmp_path / "look.cube", look)
+    graded = tmp_path / "graded.mkv"
+    code, _, err = run(
+        capsys, src, "--look", tmp_path / "look.cube", "--input-space", "slog3", "--codec", "ffv1",
+        "-o", graded, "--force", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    got = probe(graded)
+    assert (got.pix_fmt, got.colorspace, got.color_trc) == ("yuv420p", 1, 1)
+    with av.open(str(graded)) as box:
+        rendered = [f.to_ndarray() for f in box.decode(video=0)]
+    assert all(np.array_equal(a, b) for a, b in zip(rendered, ours))  # the planes, graded as they are
+
+
+# --- the review page, colour-managed (grade.review.colour) ---
+
+
+def test_review_shows_log_footage_as_the_render_writes_it(cameras, tmp_path: Path) -> None:
+    """``grade review --input-space slog3``: "before" is the log clip through the display's view (not the
+    flat log picture), "after" the look as the render writes it, and a look fitted on the page is made in
+    the working space (its preset says so)."""
+    from grade.colourspace import colour_pipeline
+    from grade.cube import write_cube
+    from grade.library import read_look
+    from grade.lut import identity_lut
+    from grade.review.page import render_page
+    from grade.review.session import ReviewSession, Update
+
+    write_cube(tmp_path / "look.cube", _look_lut())
+    session = ReviewSession(
+        [cameras["slog3"]], [tmp_path / "look.cube", cameras["reference"]], mode="fast",
+        library=tmp_path / "library", output=tmp_path / "out.mkv", render={"codec": "ffv1"},
+        colour={"input_space": "slog3"}, fit={"steps": 3},
+    )  # fmt: skip
+    try:
+        raw = session.frame("c0", 2, deep=True) / 65535.0  # the 16-bit clip, shown from its 16-bit decode
+        before = session.picture("c0", 0, 2, "before")
+        cp = colour_pipeline("slog3", None, None, False, None)
+        exact = cp.exact(identity_lut(2), raw.reshape(-1, 3).astype(np.float32)).reshape(raw.shape)
+        assert _de(exact, before / 255.0) <= 0.5 and _de(raw, before / 255.0) > 5
+        after = session.picture("c0", 0, 2, "after")
+        job = session.start_render("c0")
+        for _ in range(600):
+            if job.state in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        assert job.state == "done", job.message
+        rendered = read_rgb(tmp_path / "out.mkv", "rgb24")[2]
+        assert _de(rendered / 255.0, after / 255.0) <= 0.5, _de(rendered / 255.0, after / 255.0)  # 0.28 measured
+        assert _de(before / 255.0, after / 255.0) > 2  # the look is there
+        page = render_page(session, "t", "c0", 0, None, 0.5)
+        assert "colour managed: S-Log3 S-Gamut3.Cine → working ACEScct → Rec.1886 Rec.709" in page
+        session.update("c0", 0, Update(look="r1"))
+        fitted = session.picture("c0", 0, 2, "after")
+        assert _de(fitted / 255.0, before / 255.0) > 1
+        saved = session.save_preset("c0", 0, "page-look")
+        assert read_look(saved).manifest.working_space == "ACEScct"
+        session.update("c0", 0, Update(mode="learned"))  # trained in the background, in the working space
+        _, state, job = session.look("c0", 0)
+        for _ in range(1200):
+            if job.state in ("done", "failed", "cancelled"):
+                break
+            time.sleep(0.1)
+        assert job.state == "done", job.message
+        learned = session.picture("c0", 0, 2, "after")
+        assert session.look("c0", 0)[1] == "ready" and _de(learned / 255.0, before / 255.0) > 1
+        assert read_look(session.save_preset("c0", 0, "page-learned")).manifest.mode == "learned"
+    finally:
+        session.close()
+
+
+def test_review_refuses_an_unknown_colour_space_in_one_line(cameras, capsys) -> None:
+    code, _, err = run(capsys, "review", cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog4",
+                       "--no-open")  # fmt: skip
+    assert code == 2 and "'slog3'" in err and err.count("\n") == 1

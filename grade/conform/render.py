@@ -43,6 +43,7 @@ def render_event(
 ) -> int:
     """Render one event's frames ``[first, end)`` of ``media`` through ``grade`` (CDL first, on the source's
     own picture; then into the working space where colour-managed) to ``output``."""
+    from grade.colourgrade import managed
     from grade.io import video as video_io
 
     info = video_io.probe(media)
@@ -53,14 +54,14 @@ def render_event(
             _CDL_TABLES.clear()  # one at a time: 64 MiB each
             _CDL_TABLES[cdl] = _cdl_table(cdl)
         pre = _CDL_TABLES[cdl]
-    grade.prepare(False, video_io.yuv_matrix(info), video_io.range_of(info) == 2)  # kept across events
+    # colour-managed: the pipeline folded into the grade's table (grade.colourgrade), input-space frames in
+    graded = managed(colour, grade)
+    graded.prepare(False, video_io.yuv_matrix(info), video_io.range_of(info) == 2)  # kept across events
 
     def grade_frame(i: int, pixels: np.ndarray) -> np.ndarray:
         if pre is not None:
             pixels = _apply_pre(pre, pixels)
-        if colour is None:
-            return grade.grade(pixels, info.height, info.width)
-        return colour.frame_out(grade.grade(colour.frame_in(pixels), info.height, info.width))
+        return graded.grade(pixels, info.height, info.width)
 
     with atomic_output(output, force=True) as tmp:
         stats = video_io.render_video(

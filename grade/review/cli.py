@@ -22,11 +22,6 @@ _UNSUPPORTED = {
     "refine": "--refine",
     "save_preset": "--save-preset (use the page's 'save preset')",
     "preview": "--preview",
-    "input_space": "--input-space",
-    "working_space": "--working-space",
-    "output_space": "--output-space",
-    "keep_log": "--keep-log",
-    "ocio_config": "--ocio-config",
 }
 
 
@@ -66,6 +61,7 @@ def _free_port() -> int:
 
 def make_session(args: argparse.Namespace):
     """The :class:`grade.review.session.ReviewSession` of the command's arguments (checks them all)."""
+    from grade.review.colour import COLOUR_FIELDS
     from grade.review.session import ReviewSession
 
     for field, flag in _UNSUPPORTED.items():
@@ -94,6 +90,7 @@ def make_session(args: argparse.Namespace):
         output=args.output,
         library=args.library,
         max_upload=args.max_upload_mb * 1024 * 1024,
+        colour={f: getattr(args, f, None) for f in COLOUR_FIELDS},
     )
 
 

@@ -120,8 +120,15 @@ def _clip_section(session: ReviewSession, token: str, clip: str, shot: int, fram
 
     h, w = session.frame(clip, index).shape[:2]
     view = _url("/image/view.jpg", token, clip=clip, shot=shot, kind="wipe", frame=index, pos=f"{position:.3f}")
+    colour = session.pipeline(clip, choice)
+    managed = (
+        f'<p id="colour">colour managed: {escape(colour.input)} → working {escape(colour.working)} → '
+        f"{escape(colour.output)} (before and after as the render writes them)</p>"
+        if colour is not None
+        else ""
+    )
     out.append(
-        f'<h2>Shot {shot + 1}: before | after</h2><section id="viewer">'
+        f'<h2>Shot {shot + 1}: before | after</h2>{managed}<section id="viewer">'
         f'<img id="wipe" alt="before (left) and after (right)" width="{w}" height="{h}" src="{view}"></section>'
     )
     out.append(

@@ -133,6 +133,10 @@ class ReviewSession:
         workdir: the folder for uploads and downloads (default: a new temporary folder); removed by
             :meth:`close`.
         max_upload: the largest upload, bytes.
+        colour: colour management as ``grade`` does it (:class:`grade.review.colour.ReviewColour`):
+            ``input_space``, ``working_space``, ``output_space``, ``keep_log``, ``ocio_config``. With them
+            (or a preset made in a working space, or a PQ / HLG clip) looks are fitted in the working space
+            and the pictures are shown in the output space, as the render writes them.
     """
 
     def __init__(
@@ -150,7 +154,11 @@ class ReviewSession:
         library: Path | None = None,
         workdir: Path | None = None,
         max_upload: int = DEFAULT_MAX_UPLOAD,
+        colour: dict[str, Any] | None = None,
     ) -> None:
+        from grade.review.colour import ReviewColour
+
+        self.colour = ReviewColour(colour)  # an unknown colour-space name fails here, as one line
         self.defaults = {"mode": mode, "strength": strength, "regional": regional}
         Choice(look="r0", **self.defaults)  # an out-of-range start value fails here, as one line
         self.fit_settings = {k: v for k, v in (fit or {}).items() if v is not None}
@@ -349,12 +357,26 @@ class ReviewSession:
         return Look(self._fitted(clip, n, c).preset, 1.0, c.regional), "ready", None
 
     def _fitted(self, clip: str, n: int, c: Choice):
+        key = self._fit_key(clip, n, c)
+        return self._looks.get(key, lambda: self._fit(clip, n, c, c.mode, None))
+
+    def _fit(self, clip: str, n: int, c: Choice, mode: Mode, progress: Any):
+        """Fit the shot's look to its reference: in the working space where colour-managed."""
         from grade.api import fit_look
 
-        key = self._fit_key(clip, n, c)
         ref = self.get(c.look, "look").path
         keyframe = self.shot_list(clip).keys[n]
-        return self._looks.get(key, lambda: fit_look([keyframe], ref, mode=c.mode, **self.fit_settings))
+        colour = self.pipeline(clip, c)
+        if colour is None:
+            return fit_look([keyframe], ref, mode, progress, **self.fit_settings)
+        return self.colour.fit(colour, keyframe, ref, mode, progress, self.fit_settings)
+
+    def pipeline(self, clip: str, c: Choice):
+        """The clip's :class:`grade.colourspace.ColourPipeline` for the shot's look (None: display RGB as
+        it is): the session's colour settings, the clip's tags and a preset's working space."""
+        look = self.get(c.look, "look")
+        working = look.look.preset.manifest.working_space if look.kind == "look" else None
+        return self.colour.pipeline(self.get(clip, "clip").info, working)
 
     def _train(self, clip: str, n: int, c: Choice, key: tuple) -> Job:
         with self._lock:
@@ -368,14 +390,7 @@ class ReviewSession:
             self.jobs[job.id] = job
 
         def run() -> None:
-            from grade.api import fit_look
-
-            ref = self.get(c.look, "look").path
-            keyframe = self.shot_list(clip).keys[n]
-            self._run(
-                job,
-                lambda p: self._looks.get(key, lambda: fit_look([keyframe], ref, "learned", p, **self.fit_settings)),
-            )
+            self._run(job, lambda p: self._looks.get(key, lambda: self._fit(clip, n, c, "learned", p)))
 
         self._train_pool.submit(run)
         return job
@@ -401,19 +416,21 @@ class ReviewSession:
 
     # --- pictures ----------------------------------------------------------------------------------
 
-    def frame(self, clip: str, index: int) -> np.ndarray:
-        """Frame ``index`` of the clip, RGB uint8 ``(H, W, 3)`` at display size (long side <= 1920)."""
+    def frame(self, clip: str, index: int, deep: bool = False) -> np.ndarray:
+        """Frame ``index`` of the clip, RGB ``(H, W, 3)`` at display size (long side <= 1920): uint8, or
+        with ``deep`` uint16 for a clip of more than 8 bits (colour-managed pictures are graded from it)."""
         from grade.io.decode import decode_video, rgb_kwargs
 
         media = self.get(clip, "clip")
+        deep = deep and media.info.bit_depth > 8
 
         def decode() -> np.ndarray:
             for _, f in decode_video(media.path, frames=(index, index + 1)):
-                rgb = f.to_ndarray(format="rgb24", **rgb_kwargs(media.info))
+                rgb = f.to_ndarray(format="rgb48le" if deep else "rgb24", **rgb_kwargs(media.info))
                 return fit_display(np.ascontiguousarray(rgb), DISPLAY_SIDE)
             raise InputError(f"frame {index} of {media.name} does not decode")
 
-        return self._frames.get((clip, index), decode)
+        return self._frames.get((clip, index, deep), decode)
 
     def check_frame(self, clip: str, n: int, index: int | None) -> int:
         """The frame to show: ``index`` (within the shot) or the shot's key frame. KeyError outside."""
@@ -427,15 +444,27 @@ class ReviewSession:
     def picture(self, clip: str, n: int, index: int | None, kind: Kind, position: float = 0.5) -> np.ndarray:
         """Before, after (at the shot's strength) or the wipe of the two at ``position``: RGB uint8."""
         index = self.check_frame(clip, n, index)
-        before = self.frame(clip, index)
+        c = self.choice(clip, n)
+        colour = self.pipeline(clip, c)
+        source = self.frame(clip, index, deep=colour is not None)
+        before = source if colour is None else self._shown(colour, clip, index, source)
         if kind == "before":
             return before
-        c = self.choice(clip, n)
         look, state, _ = self.look(clip, n)
         key = (clip, index, self._fit_key(clip, n, c), state == "ready", c.regional)
-        full = self._graded.get(key, lambda: look.apply(before))
-        after = blend(before, full, c.strength)
+        if colour is None:
+            full = self._graded.get(key, lambda: look.apply(source))
+            after = blend(before, full, c.strength)
+        else:  # the render's own path at the shot's strength: the blend is in the working space
+            after = self._graded.get(
+                (*key, c.strength, id(colour)),
+                lambda: self.colour.apply(colour, key[2:], look.preset, c.strength, c.regional, source),
+            )
         return after if kind == "after" else wipe(before, after, position)
+
+    def _shown(self, colour: Any, clip: str, index: int | str, source: np.ndarray) -> np.ndarray:
+        """An input-space picture as the output space shows it, no look (cached)."""
+        return self._graded.get(("before", clip, index, id(colour)), lambda: self.colour.before(colour, source))
 
     def reference_picture(self, look_id: str) -> np.ndarray | None:
         return self.get(look_id, "look").picture
@@ -443,7 +472,9 @@ class ReviewSession:
     def thumb(self, clip: str, n: int, width: int = 192) -> np.ndarray:
         key = self.shot_list(clip).keys[n]
         h, w = key.shape[:2]
-        return cv2.resize(key, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(key, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+        colour = self.pipeline(clip, self.choice(clip, n))
+        return small if colour is None else self._shown(colour, clip, f"thumb{n}-{width}", small)
 
     def scope(self, clip: str, n: int, index: int | None, which: Which, kind: Scope) -> np.ndarray:
         """A scope picture (RGB uint8) of the shot's frame before or after, or of its reference."""
@@ -473,7 +504,7 @@ class ReviewSession:
             )
         c = self.choice(clip, 0)
         look = self.get(c.look, "look")
-        options = dict(self.render_options)
+        options = {**self.render_options, **self.colour.settings}
         if overwrite:
             options["force"] = True
         if media.output is not None:
