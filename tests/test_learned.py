@@ -88,6 +88,21 @@ def test_frame_layouts_agree_with_the_float_path(trained) -> None:
     assert np.abs(got16 / 257.0 - want).mean() < 1.0
 
 
+def test_source_guided_look_takes_every_8bit_layout(trained) -> None:
+    """A look whose field maps the frame itself (``guide="source"``) on 8-bit RGB and RGBA frames at full
+    strength (the code-value path without a table): the float path's picture, alpha kept."""
+    import dataclasses
+
+    key, _, lut, look, _ = trained
+    src = LearnedLook(lut, look.net, dataclasses.replace(look.settings, guide="source"))
+    rgb = scene_frame(96, 64, 2, 0)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    want = src.apply(to_tensor(rgb)[None])[0].permute(1, 2, 0).numpy() * 255
+    got3, got4 = src.apply_pixels(rgb), src.apply_pixels(rgba)
+    assert got3.shape == rgb.shape and got4.shape == rgba.shape and (got4[..., 3] == 200).all()
+    assert np.abs(got3 - want).mean() < 1.5 and np.array_equal(got3, got4[..., :3])
+
+
 def test_code_value_path_matches_the_float_field(trained) -> None:
     """The 8-bit path computes on code values into per-thread scratch planes: within one code of the
     float field on the same table-graded planes, frame after frame, and a used look still pickles."""

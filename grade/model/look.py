@@ -226,8 +226,10 @@ class LearnedLook:
         frame = None
         if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
-        if base is not None and frame is None and not deep:  # strength 1 on the 8-bit table: code values
-            return cv2.merge([*self.apply_codes(base, field), alpha])
+        if base is not None and frame is None and not deep:  # strength 1 on 8-bit codes (the table's, or the frame's)
+            if table is None:  # the "source" guide: alpha (RGBA frames) as it came
+                alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
+            return cv2.merge([*self.apply_codes(base, field), *([] if alpha is None else [alpha])])
         else:
             out = self.apply_field(frame, field, base=base, scale=scale)
             with torch.inference_mode():
