@@ -54,10 +54,11 @@ class ShotGrade:
         if isinstance(self._table, YuvTable if native else PackedTable) and self._yuv == (matrix, full_range):
             return
         self._yuv = (matrix, full_range)
+        lut = self.lut if self.learned is None else self.learned.guide_lut  # learned: what its field maps
         if native:
-            self._table = YuvTable(self.lut, matrix, full_range)
+            self._table = YuvTable(lut, matrix, full_range)
         else:
-            self._table = PackedTable(self.lut)
+            self._table = PackedTable(lut)
 
     def release(self) -> None:
         self._table = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,10 +63,20 @@ def test_affine_field_reproduces_an_exact_affine_target() -> None:
 
 
 def test_identity_network_leaves_the_global_grade_exact() -> None:
+    """An untrained look is the global grade: exactly where its field maps the LUT-graded frame (looks
+    saved before the guide mix; ``regional`` 0), and within a code where the field maps a blend with the
+    footage (the default: the LUT's curvature is then carried in part by local affine maps)."""
     lut = identity_lut(17) ** torch.tensor([0.8, 1.0, 1.2]).view(3, 1, 1, 1)
-    look = LearnedLook(lut, AffineHRNet(), SMALL)
     frame = to_tensor(scene_frame(120, 80, 4, 0))[None]
-    assert (look.apply(frame) - apply_lut(lut, frame)).abs().max() < 1e-4
+    exact = LearnedLook(lut, AffineHRNet(), dataclasses.replace(SMALL, guide_mix=0.0))
+    assert (exact.apply(frame) - apply_lut(lut, frame)).abs().max() < 1e-4
+    assert exact.guide_lut is lut
+    flat = LearnedLook(lut, AffineHRNet(), SMALL, regional=0.0)
+    assert flat.guide_mix == 0 and (flat.apply(frame) - apply_lut(lut, frame)).abs().max() < 1e-4
+    mixed = LearnedLook(lut, AffineHRNet(), SMALL)
+    assert mixed.guide_mix == SMALL.guide_mix > 0
+    diff = (mixed.apply(frame) - apply_lut(lut, frame)).abs()
+    assert diff.max() < 1 / 255 and diff.mean() < 0.2 / 255, (diff.max(), diff.mean())
 
 
 def test_deterministic_under_a_seed(trained) -> None:
@@ -82,7 +93,7 @@ def test_frame_layouts_agree_with_the_float_path(trained) -> None:
     rgb = scene_frame(96, 64, 2, 0)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     want = look.apply(to_tensor(rgb)[None])[0].permute(1, 2, 0).numpy() * 255
-    got8 = look.apply_pixels(rgba, PackedTable(lut))
+    got8 = look.apply_pixels(rgba, PackedTable(look.guide_lut))
     got16 = look.apply_pixels(rgb.astype(np.uint16) * 257)
     assert np.abs(got8[..., :3] - want).mean() < 1.5 and (got8[..., 3] == 255).all()
     assert np.abs(got16 / 257.0 - want).mean() < 1.0
@@ -91,8 +102,6 @@ def test_frame_layouts_agree_with_the_float_path(trained) -> None:
 def test_source_guided_look_takes_every_8bit_layout(trained) -> None:
     """A look whose field maps the frame itself (``guide="source"``) on 8-bit RGB and RGBA frames at full
     strength (the code-value path without a table): the float path's picture, alpha kept."""
-    import dataclasses
-
     key, _, lut, look, _ = trained
     src = LearnedLook(lut, look.net, dataclasses.replace(look.settings, guide="source"))
     rgb = scene_frame(96, 64, 2, 0)
@@ -109,7 +118,7 @@ def test_code_value_path_matches_the_float_field(trained) -> None:
     import pickle
 
     _, _, lut, look, _ = trained
-    table = PackedTable(lut)
+    table = PackedTable(look.guide_lut)
     for seed in (0, 3):
         rgb = scene_frame(96, 64, 2, seed)
         rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
@@ -149,8 +158,8 @@ def test_yuv420_path_agrees_with_the_rgb_path(trained, matrix: int, full_range: 
     planes = _yuv420(scene_frame(96, 64, 2, 0), matrix, full_range)
     rgb = _rgb(planes, matrix, full_range)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
-    want = look.apply_pixels(rgba, PackedTable(lut))[..., :3].astype(int)
-    table = YuvTable(lut, matrix, full_range)
+    want = look.apply_pixels(rgba, PackedTable(look.guide_lut))[..., :3].astype(int)
+    table = YuvTable(look.guide_lut, matrix, full_range)  # the table of what the field maps
     got = look.apply_yuv420(planes, 64, 96, table, matrix, full_range)
     assert got.shape == planes.shape and got.dtype == np.uint8
     diff = np.abs(_rgb(got, matrix, full_range).astype(int) - want).mean()
@@ -158,13 +167,14 @@ def test_yuv420_path_agrees_with_the_rgb_path(trained, matrix: int, full_range: 
     # the fast mode's own 4:2:0 grading differs from its RGB one by ~3 codes on this busy little frame
     own = np.abs(
         _rgb(table.apply_yuv420(planes, 64, 96), matrix, full_range).astype(int)
-        - PackedTable(lut).apply_rgba(rgba)[..., :3]
+        - PackedTable(look.guide_lut).apply_rgba(rgba)[..., :3]
     ).mean()
     assert moved > 20 and diff < own + 0.5 and diff < 3.0, (moved, diff, own)  # measured: 54, 2.3, 3.0
     # strength 0 leaves the footage; an untrained network is exactly the global table
     soft = LearnedLook(lut, look.net, SMALL, strength=0.0)
     assert np.abs(soft.apply_yuv420(planes, 64, 96, table, matrix, full_range).astype(int) - planes).max() <= 1
-    plain = LearnedLook(lut, AffineHRNet(), SMALL)
+    plain = LearnedLook(lut, AffineHRNet(), dataclasses.replace(SMALL, guide_mix=0.0))
+    table = YuvTable(lut, matrix, full_range)
     assert np.array_equal(
         plain.apply_yuv420(planes, 64, 96, table, matrix, full_range), table.apply_yuv420(planes, 64, 96)
     )
@@ -227,7 +237,18 @@ def test_saved_and_reloaded_look_gives_identical_output(trained, tmp_path: Path)
     look.save(path)
     again = LearnedLook.load(path)
     assert torch.equal(look.apply(key[None]), again.apply(key[None]))
-    assert again.settings == look.settings
+    assert again.settings == look.settings and again.settings.guide_mix == SMALL.guide_mix > 0
+
+
+def test_looks_saved_before_the_guide_mix_keep_their_picture() -> None:
+    """Settings written before ``guide_mix`` existed read back as 0: the field maps the LUT-graded frame,
+    as when those looks were made."""
+    from grade.model.look import settings_from_json
+
+    raw = json.loads(json.dumps(dataclasses.asdict(SMALL)))
+    raw.pop("guide_mix")
+    assert settings_from_json(json.dumps(raw)).guide_mix == 0.0
+    assert settings_from_json(json.dumps(dataclasses.asdict(SMALL))).guide_mix == SMALL.guide_mix
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from grade.errors import InputError
-from grade.lut import PackedTable, YuvTable, apply_lut, yuv_affine
+from grade.lut import PackedTable, YuvTable, apply_lut, identity_lut, yuv_affine
 from grade.model.affine import (
     apply_coefficients,
     fit_local_affine,
@@ -66,6 +66,13 @@ class LookSettings:
     # global LUT included, is locally affine in the footage's colours, as in bilateral guided upsampling)
     # or "base" (the LUT-graded frame: grade 0.1's network looks)
     guide: str = "base"
+    # with the "base" guide: the share of the frame itself in what the field maps, ``g = base + mix ·
+    # (frame - base)`` (the table of ``g`` is the LUT blended with the identity: one lookup a frame). The
+    # global LUT's curvature is what a local affine map of the footage cannot hold; a field on ``g``
+    # carries ``mix`` of it locally instead (measured over the sample pairs, 0 -> 0.2 -> 0.3: affine
+    # 0.215 -> 0.165 -> 0.142, wash 0.95 -> 1.07 -> 1.17, look 1.79 -> 1.80 -> 1.80; looks saved before
+    # it was a setting read back as 0)
+    guide_mix: float = 0.2
 
 
 def settings_from_json(text: str) -> LookSettings:
@@ -74,6 +81,7 @@ def settings_from_json(text: str) -> LookSettings:
     material = MaterialSettings(**raw.pop("material", {}))
     kind = raw.pop("kind", "network")  # presets written before the material look have a network
     guide = raw.pop("guide", "base")  # ... and their field maps the LUT-graded frame
+    raw.setdefault("guide_mix", 0.0)  # ... itself, not a blend with the footage
     if kind not in ("material", "network") or guide not in ("source", "base"):
         raise ValueError(f"unknown look kind {kind!r} / guide {guide!r}")
     return LookSettings(**{**raw, "widths": tuple(raw["widths"])}, kind=kind, material=material, guide=guide)
@@ -112,6 +120,25 @@ class LearnedLook:
         self.regional = regional
         self.levels = lut_levels(lut)
         self._ones_plane = np.empty(0, np.uint8)
+        self._guide: tuple[float, torch.Tensor] = (0.0, lut)
+
+    @property
+    def guide_mix(self) -> float:
+        """The share of the footage in what the field maps (:attr:`LookSettings.guide_mix`, scaled by
+        ``regional``: at 0 the look is exactly the global LUT, fast mode's look)."""
+        return self.settings.guide_mix * self.regional if self.settings.guide == "base" else 0.0
+
+    @property
+    def guide_lut(self) -> torch.Tensor:
+        """What the field maps, as a table of the footage ``(3, N, N, N)``: the LUT blended with the
+        identity by :attr:`guide_mix` (the LUT itself at 0). Tables for :meth:`apply_pixels` and
+        :meth:`apply_yuv420` are built from it."""
+        mix = self.guide_mix
+        if mix == 0:
+            return self.lut
+        if self._guide[0] != mix:
+            self._guide = (mix, (1 - mix) * self.lut + mix * identity_lut(self.lut.shape[-1]).to(self.lut))
+        return self._guide[1]
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """The look's tensors (global LUT and network weights), names prefixed with ``prefix``."""
@@ -184,6 +211,8 @@ class LearnedLook:
             # fit the *correction*: the ridge then pulls flat windows toward the identity (texture kept),
             # not toward a constant colour
             guide = small if self.settings.guide == "source" else base
+            if self.guide_mix:
+                guide = base + self.guide_mix * (small - base)  # apply_lut(self.guide_lut, small)
             field = fit_local_affine(guide, out - guide, self.settings.fit_radius, self.settings.fit_eps)
             field[:, 0] += 1
             field[:, 4] += 1
@@ -376,7 +405,7 @@ class LearnedLook:
             if base is not None:
                 b = base[0].float().div(scale)
             else:
-                b = apply_lut(self.lut, frame.float() / scale)[0]
+                b = apply_lut(self.guide_lut, frame.float() / scale)[0]
             out = torch.empty((3, hh, ww), dtype=torch.float32)
             for c in range(3):  # out = M · base + t, as fused multiply-adds
                 o = out[c]
