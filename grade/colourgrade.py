@@ -14,6 +14,7 @@ field moves (measured on 16-bit S-Log3 against OCIO's exact path: mean ΔE2000 0
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable
 
@@ -38,11 +39,25 @@ class ManagedGrade:
         self.learned = grade.learned
         self.stabiliser = grade.stabiliser
         self.kind = "composed" if grade.learned is None else "separate"
-        # composed: the strength is already in grade.lut
-        self.lut = colour.compose(grade.lut) if self.kind == "composed" else None
-        self._look = grade.lut if self.kind == "composed" else None  # for the 4:2:0 table
+        self._look = grade.lut if self.kind == "composed" else None  # the strength is already in grade.lut
+        self._lut: torch.Tensor | None = None
+        self._lock = threading.Lock()
         self._table: PackedTable | YuvTable | None = None
         self._yuv = (1, False)
+        views = getattr(grade, "views", None)
+        if views is not None:
+            views.append(self)  # the grade's release() frees this one's tables too
+
+    @property
+    def lut(self) -> torch.Tensor | None:
+        """The composed table ``(3, 129, 129, 129)`` from input to output code values (None: ``separate``),
+        built on first use (~0.7 s, 25 MiB) and dropped by :meth:`release`."""
+        if self._look is None:
+            return None
+        with self._lock:
+            if self._lut is None:
+                self._lut = self.colour.compose(self._look)
+            return self._lut
 
     def prepare(self, native: bool, matrix: int, full_range: bool, reset: bool = True) -> None:
         """Start a shot (see :meth:`ShotGrade.prepare`): the composed table expanded for 8-bit RGBA frames,
@@ -60,9 +75,15 @@ class ManagedGrade:
             self._table = PackedTable(self.lut)
 
     def release(self) -> None:
-        if self.kind == "separate":
-            self._source().release()
-        self._table = None
+        """Free the lookup tables: this one's and the grade's (:meth:`ShotGrade.release` calls
+        :meth:`release_tables` of every view of it)."""
+        source = self._source()
+        if source is not None:
+            source.release()
+        self.release_tables()
+
+    def release_tables(self) -> None:
+        self._table, self._lut = None, None
 
     def black(self) -> np.ndarray:
         """What the grade makes of black, in the output space: R'G'B' ``(3,)`` in [0, 1]."""

@@ -44,6 +44,7 @@ class ShotGrade:
         self.lut = lut if learned is not None else blend_strength(lut, strength)
         self._table: PackedTable | YuvTable | None = None
         self._yuv = (1, False)  # the source's YCbCr matrix and range (set by prepare)
+        self.views: list = []  # its colour-managed views (grade.colourgrade.ManagedGrade): released with it
 
     def prepare(self, native: bool, matrix: int, full_range: bool, reset: bool = True) -> None:
         """Start a shot: build the lookup table (~0.3 s, 16-64 MiB; :meth:`release` frees it) and reset
@@ -54,6 +55,8 @@ class ShotGrade:
         if isinstance(self._table, YuvTable if native else PackedTable) and self._yuv == (matrix, full_range):
             return
         self._yuv = (matrix, full_range)
+        if self.learned is not None and self.learned.settings.guide == "source":
+            return  # its field maps the frame itself: no table
         lut = self.lut if self.learned is None else self.learned.guide_lut  # learned: what its field maps
         if native:
             self._table = YuvTable(lut, matrix, full_range)
@@ -61,7 +64,10 @@ class ShotGrade:
             self._table = PackedTable(lut)
 
     def release(self) -> None:
+        """Free the lookup tables (this grade's and its colour-managed views'); :meth:`prepare` rebuilds."""
         self._table = None
+        for view in self.views:
+            view.release_tables()
 
     def black(self) -> np.ndarray:
         """What this grade makes of black, R'G'B' ``(3,)`` in [0, 1] (the reference's black level, at the

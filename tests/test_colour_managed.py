@@ -293,6 +293,11 @@ def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -
         print(space, "8-bit", _de(rounded, one), _de(rounded, two), _de(one, two))
     # one managed grade per grade and pipeline; none without colour management
     assert managed(cp, grade) is composed and managed(None, grade) is grade
+    # the grade's release frees its view's tables (25 MiB composed, 64 MiB expanded); prepare rebuilds them
+    grade.release()
+    assert composed._lut is None and composed._table is None
+    composed.prepare(False, 1, False)
+    assert composed._table is not None and np.array_equal(composed.grade(rgba, H, W), composed.grade(rgba, H, W))
     assert colour_pipeline(None, None, None, False, None) is None
 
 
@@ -424,3 +429,6 @@ def test_review_refuses_an_unknown_colour_space_in_one_line(cameras, capsys) -> 
     code, _, err = run(capsys, "review", cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog4",
                        "--no-open")  # fmt: skip
     assert code == 2 and "'slog3'" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "review", cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog3",
+                       "--keep-log", "--output-space", "rec709", "--no-open")  # fmt: skip
+    assert code == 2 and "--keep-log" in err and err.count("\n") == 1  # the combination, before any page

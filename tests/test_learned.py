@@ -110,6 +110,27 @@ def test_source_guided_look_takes_every_8bit_layout(trained) -> None:
     got3, got4 = src.apply_pixels(rgb), src.apply_pixels(rgba)
     assert got3.shape == rgb.shape and got4.shape == rgba.shape and (got4[..., 3] == 200).all()
     assert np.abs(got3 - want).mean() < 1.5 and np.array_equal(got3, got4[..., :3])
+    soft = LearnedLook(lut, look.net, src.settings, strength=0.3)  # --strength on 8-bit frames too
+    want = soft.apply(to_tensor(rgb)[None])[0].permute(1, 2, 0).numpy() * 255
+    assert np.abs(soft.apply_pixels(rgb) - want).mean() < 1.0
+
+
+def test_a_learned_shot_grade_builds_its_tables_from_what_the_field_maps(trained) -> None:
+    """The render's own path (ShotGrade.prepare, then grade) on 8-bit RGBA and 4:2:0 frames: the
+    tables hold the guide (the LUT blended with the footage), so frames come out as the float path."""
+    from grade.shotgrade import ShotGrade
+
+    key, _, lut, look, _ = trained
+    rgb = scene_frame(96, 64, 2, 0)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    want = look.apply(to_tensor(rgb)[None])[0].permute(1, 2, 0).numpy() * 255
+    grade = ShotGrade(lut, 1.0, look, stabilise=False)
+    grade.prepare(False, 1, False)
+    assert np.abs(grade.grade(rgba, 64, 96)[..., :3] - want).mean() < 1.5
+    planes = _yuv420(rgb, 1, False)
+    grade.prepare(True, 1, False)
+    got = _rgb(grade.grade(planes, 64, 96), 1, False).astype(int)
+    assert np.abs(got - look.apply_pixels(rgba, PackedTable(look.guide_lut))[..., :3]).mean() < 3.0
 
 
 def test_code_value_path_matches_the_float_field(trained) -> None:

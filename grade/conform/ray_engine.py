@@ -91,6 +91,9 @@ class _CrashOnce:
     def __init__(self, grade, marker: str) -> None:
         self._grade, self._marker, self._frames = grade, marker, 0
 
+    def __getattr__(self, name: str):  # the rest of a ShotGrade's interface (black, learned, lut, release, ...)
+        return getattr(self._grade, name)
+
     def prepare(self, *args, **kwargs):
         return self._grade.prepare(*args, **kwargs)
 

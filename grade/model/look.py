@@ -97,7 +97,7 @@ def build_model(settings: LookSettings, materials: int | None = None) -> AffineH
 LOOK_FORMAT = "grade.learned-look"
 
 
-LOOK_VERSION = 1
+LOOK_VERSION = 2  # 2: LookSettings.guide_mix
 
 
 class LearnedLook:
@@ -255,7 +255,7 @@ class LearnedLook:
         frame = None
         if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
-        if base is not None and frame is None and not deep:  # strength 1 on 8-bit codes (the table's, or the frame's)
+        if base is not None and frame is None and not deep and self.strength == 1.0:  # 8-bit codes, strength 1
             if table is None:  # the "source" guide: alpha (RGBA frames) as it came
                 alpha = pixels[..., 3] if pixels.shape[2] == 4 else None
             return cv2.merge([*self.apply_codes(base, field), *([] if alpha is None else [alpha])])

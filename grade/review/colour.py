@@ -31,13 +31,16 @@ class ReviewColour:
     """
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        from grade.colourspace import load_config, resolve
+        from grade.colourspace import colour_pipeline, load_config, resolve
 
         self.settings = {k: v for k, v in (settings or {}).items() if k in COLOUR_FIELDS and v}
         config = load_config(self.settings.get("ocio_config"))
         for field in ("input_space", "working_space", "output_space"):
             if field in self.settings:
                 resolve(self.settings[field], config, field)
+        s = self.settings  # and their combination (--keep-log with --output-space, ...), as grade checks it
+        colour_pipeline(s.get("input_space"), s.get("working_space"), s.get("output_space"),
+                        bool(s.get("keep_log")), s.get("ocio_config"))  # fmt: skip
         self._grades = Memo(8)
 
     def pipeline(self, info: Any, working: str | None = None) -> ColourPipeline | None:

@@ -457,14 +457,14 @@ class ReviewSession:
             after = blend(before, full, c.strength)
         else:  # the render's own path at the shot's strength: the blend is in the working space
             after = self._graded.get(
-                (*key, c.strength, id(colour)),
+                (*key, c.strength, _spaces(colour)),
                 lambda: self.colour.apply(colour, key[2:], look.preset, c.strength, c.regional, source),
             )
         return after if kind == "after" else wipe(before, after, position)
 
     def _shown(self, colour: Any, clip: str, index: int | str, source: np.ndarray) -> np.ndarray:
         """An input-space picture as the output space shows it, no look (cached)."""
-        return self._graded.get(("before", clip, index, id(colour)), lambda: self.colour.before(colour, source))
+        return self._graded.get(("before", clip, index, _spaces(colour)), lambda: self.colour.before(colour, source))
 
     def reference_picture(self, look_id: str) -> np.ndarray | None:
         return self.get(look_id, "look").picture
@@ -588,6 +588,11 @@ class ReviewSession:
         self._render_pool.shutdown(wait=True, cancel_futures=True)
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _spaces(colour: Any) -> tuple:
+    """A colour pipeline as a cache key: its spaces and config (pipelines are cached, not kept)."""
+    return (colour.input, colour.working, colour.output, colour.config_source)
 
 
 __all__ = ["Choice", "Job", "Media", "ReviewSession", "Update", "blend", "wipe"]
