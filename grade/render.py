@@ -25,7 +25,7 @@ from grade.io.sequence import Sequence, output_sequence, read_frame, write_frame
 from grade.options import GradeOptions, damage_of
 from grade.progress import Progress
 from grade.shotgrade import ShotGrade, stabiliser_stats
-from grade.shots import Shot, detect_shots
+from grade.shots import Shot, ShotSettings, detect_shots, sequence_cuts
 from grade.timeline import Timeline, cross_fade, regain, ungain
 from grade.train import TrainSettings
 from grade.transfer import TransferSettings, fast_lut, tone_lut
@@ -58,15 +58,28 @@ def _sequence_working(job: RenderJob, number: int) -> np.ndarray:
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
     """Shots and key frames of a video, the middle frame of an image sequence (one shot), or the still."""
-    if job.sequence is not None:
-        seq = job.sequence
-        mid = seq.numbers[len(seq.numbers) // 2]
-        key = (_sequence_working(job, mid) * 255 + 0.5).astype(np.uint8)
-        job.keys = [image_io.thumbnail(key, options.working_side)]
-        n, fps = seq.frames, seq.fps
-        job.shots = [
-            Shot(index=0, start=0, end=n, start_time=0, end_time=n / fps, key_frame=n // 2, key_time=(n // 2) / fps)
-        ]
+    if job.sequence is not None:  # hard cuts (a scanned reel); each shot's key frame is its middle one
+        import cv2
+
+        seq, settings = job.sequence, ShotSettings()
+        small = []
+        with progress.stage("analyse", seq.frames) as task:
+            for number in seq.numbers:
+                work = _sequence_working(job, number)
+                ah = max(2, round(settings.analysis_width * work.shape[0] / work.shape[1]))
+                tiny = cv2.resize(work, (settings.analysis_width, ah), interpolation=cv2.INTER_AREA)
+                small.append((tiny * 255 + 0.5).astype(np.uint8))
+                task.advance()
+        cuts, n, fps = sequence_cuts(small, settings), seq.frames, seq.fps
+        job.shots, job.keys = [], []
+        for i, (start, end) in enumerate(zip(cuts, [*cuts[1:], n])):
+            mid = (start + end) // 2
+            key = (_sequence_working(job, seq.numbers[mid]) * 255 + 0.5).astype(np.uint8)
+            job.keys.append(image_io.thumbnail(key, options.working_side))
+            job.shots.append(
+                Shot(index=i, start=start, end=end, start_time=start / fps, end_time=end / fps, key_frame=mid,
+                     key_time=mid / fps)
+            )  # fmt: skip
         return
     if job.info is None:
         job.still = image_io.read_image(job.source, what="input")
@@ -107,14 +120,16 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     import shutil
     import tempfile
 
-    seq, grade = job.sequence, job.grades[0]
+    seq = job.sequence
+    shot_of = np.searchsorted([s.end for s in job.shots], np.arange(seq.frames), side="right")
     target = output_sequence(seq, job.out)
     target.folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
     try:
         with progress.stage("render", seq.frames) as task:
-            for number in seq.numbers:
+            for i, number in enumerate(seq.numbers):
                 work = _sequence_working(job, number)
+                grade = job.grades[int(shot_of[i])]
                 graded = grade.grade_still((work * 65535.0 + 0.5).astype(np.uint16)).astype(np.float32) / 65535.0
                 if job.colour is not None:
                     graded = job.colour.float_out(graded)

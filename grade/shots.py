@@ -175,6 +175,30 @@ class _ShotBuilder:
         return pool[i][0], pool[i][1], self.next_frames.get(pool[i][0]), not usable
 
 
+def sequence_cuts(small: list[np.ndarray], settings: ShotSettings = ShotSettings()) -> list[int]:
+    """The first frame of each shot of an image sequence, from its frames at analysis size (RGB uint8,
+    in order): a frame whose HSV change from the one before is at least ``settings.min_change`` and
+    ``settings.threshold`` times its neighbours' average, at least ``settings.min_shot`` frames after the
+    last cut (the video pass's rule, :func:`detect_shots`, without its fades and dissolves: a plate or a
+    scanned reel has hard cuts).
+
+    >>> a, b = np.zeros((9, 16, 3), np.uint8), np.full((9, 16, 3), (200, 40, 40), np.uint8)
+    >>> sequence_cuts([a] * 12 + [b] * 12)
+    [0, 12]
+    """
+    hsv = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2HSV) for f in small]
+    changes = [0.0] + [_hsv_change(hsv[i], hsv[i - 1]) for i in range(1, len(hsv))]
+    cuts = [0]
+    w = settings.window
+    for i in range(1, len(changes)):
+        neigh = [changes[j] for j in range(max(1, i - w), min(len(changes), i + w + 1)) if j != i]
+        avg = sum(neigh) / len(neigh) if neigh else 0.0
+        c = changes[i]
+        if c >= settings.min_change and c / max(avg, 1e-3) >= settings.threshold and i - cuts[-1] >= settings.min_shot:
+            cuts.append(i)
+    return cuts
+
+
 def detect_shots(
     path: str | Path,
     info: VideoInfo | None = None,

@@ -123,6 +123,33 @@ def test_10bit_dpx_log_round_trip_stays_within_one_code(capsys, tmp_path: Path, 
         assert np.abs(np.round(out * 1023).astype(int) - c.astype(int)).max() <= 1
 
 
+def test_a_scanned_reel_is_graded_shot_by_shot(capsys, tmp_path: Path, ref: Path) -> None:
+    """A 16-bit PNG sequence with a hard cut: two shots, each fitted on its own key frame (the middle
+    frame), so the second shot comes out as it does when it is graded as a sequence of its own."""
+    from clips import scene_frame
+
+    (tmp_path / "reel").mkdir()
+    (tmp_path / "alone").mkdir()
+    for i in range(24):
+        rgb = scene_frame(W, H, i % 12, 0 if i < 12 else 2).astype(np.uint16) * 257
+        write(tmp_path / "reel" / f"r.{1001 + i}.png", rgb, "uint16")
+        if i >= 12:
+            write(tmp_path / "alone" / f"r.{1001 + i}.png", rgb, "uint16")
+    code, o, err = run(capsys, tmp_path / "reel" / "r.%d.png", "--look", ref, "--mode", "fast",
+                       "-o", tmp_path / "out" / "g.%d.png", "--json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(o)
+    assert [(s["start"], s["end"], s["key_frame"]) for s in report["shots"]] == [(0, 12, 6), (12, 24, 18)]
+    code, o, err = run(capsys, tmp_path / "alone" / "r.%d.png", "--look", ref, "--mode", "fast",
+                       "-o", tmp_path / "out2" / "g.%d.png", "--json")  # fmt: skip
+    assert code == 0 and len(json.loads(o)["shots"]) == 1, err
+    for n in range(1013, 1025):
+        a, b = read(tmp_path / "out" / f"g.{n}.png")[0], read(tmp_path / "out2" / f"g.{n}.png")[0]
+        assert np.abs(a - b).max() <= 1 / 65535, n
+    first, second = read(tmp_path / "out" / "g.1006.png")[0], read(tmp_path / "out" / "g.1018.png")[0]
+    assert not np.allclose(first, second, atol=0.02)  # the shots are not one picture
+
+
 def test_a_broken_frame_is_one_line_and_nothing_is_written(capsys, tmp_path: Path, ref: Path) -> None:
     for n in (1, 2, 3):
         write(tmp_path / f"f.{n}.exr", linear(n), "half")

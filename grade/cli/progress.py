@@ -118,12 +118,10 @@ class LineProgress:
                 show()
 
         state["shown"] = time.monotonic()  # the first line after `every` seconds, or at the end
-        try:
-            yield _Task()
-        finally:
-            if state["total"] is not None and state["done"] < state["total"]:
-                state["total"] = state["done"]
-            show(force=True)
+        yield _Task()  # a stage that fails prints no last line: the error is the one line to read
+        if state["total"] is not None and state["done"] < state["total"]:
+            state["total"] = state["done"]
+        show(force=True)
 
 
 def make_progress(console) -> RichProgress | LineProgress:
