@@ -130,7 +130,10 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
             for i, number in enumerate(seq.numbers):
                 work = _sequence_working(job, number)
                 grade = job.grades[int(shot_of[i])]
-                graded = grade.grade_still((work * 65535.0 + 0.5).astype(np.uint16)).astype(np.float32) / 65535.0
+                if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
+                    grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
+                deep = (work * 65535.0 + 0.5).astype(np.uint16)
+                graded = grade.grade(deep, seq.height, seq.width).astype(np.float32) / 65535.0
                 if job.colour is not None:
                     graded = job.colour.float_out(graded)
                 write_frame(tmp / target.path(number).name, graded, seq)
@@ -139,6 +142,7 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
             os.replace(tmp / target.path(number).name, target.path(number))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    stab = stabiliser_stats(job.grades)
     return {
         "kind": "sequence",
         "width": seq.width,
@@ -146,6 +150,8 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
         "frames": seq.frames,
         "fps": seq.fps,
         "duration": round(seq.frames / seq.fps, 4),
+        "stabiliser_ms_per_frame": round(1000 * stab[0] / max(1, seq.frames), 2) if stab is not None else None,
+        "network_frames": seq.frames - stab[1] if stab is not None else None,
     }
 
 

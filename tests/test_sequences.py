@@ -150,6 +150,23 @@ def test_a_scanned_reel_is_graded_shot_by_shot(capsys, tmp_path: Path, ref: Path
     assert not np.allclose(first, second, atol=0.02)  # the shots are not one picture
 
 
+def test_a_learned_look_on_a_sequence_is_stabilised(capsys, tmp_path: Path, ref: Path) -> None:
+    """The default mode on a PNG sequence: frames go through the temporal stabiliser (as video frames
+    do), which carries the field between frames of the shot instead of fitting it on every one."""
+    from clips import scene_frame
+
+    for i in range(12):
+        write(tmp_path / f"p.{i + 1}.png", scene_frame(W, H, i // 4, 0).astype(np.uint16) * 257, "uint16")
+    code, o, err = run(capsys, tmp_path / "p.%d.png", "--look", ref, "--mode", "learned", "--steps", "5",
+                       "-o", tmp_path / "out" / "g.%d.png", "--json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads(o)
+    assert report["mode"] == "learned" and report["frames"] == 12
+    assert report["network_frames"] is not None and 1 <= report["network_frames"] < 12, report["network_frames"]
+    assert report["stabiliser_ms_per_frame"] is not None
+    assert all((tmp_path / "out" / f"g.{n}.png").is_file() for n in range(1, 13))
+
+
 def test_a_broken_frame_is_one_line_and_nothing_is_written(capsys, tmp_path: Path, ref: Path) -> None:
     for n in (1, 2, 3):
         write(tmp_path / f"f.{n}.exr", linear(n), "half")
