@@ -199,3 +199,41 @@ def test_scene_looks_are_trained_as_ray_tasks(capsys, project, monkeypatch) -> N
     code, o3, err = run(capsys, *base, root / "ray", "--engine", "ray", "--force")
     assert code == 0, err
     assert len(calls) == 1 and json.loads(o3)["scenes_trained"] == []  # the cached look, not trained again
+
+
+def test_scenes_are_submitted_together_and_train_side_by_side(capsys, project, monkeypatch) -> None:
+    """Two scenes of a looks file, --engine ray: both training tasks are on the cluster before the
+    driver waits for the first, and the clips are those of one process."""
+    from clips import make_still
+
+    from grade.conform import ray_train
+
+    root, media, edl = project
+    make_still(root / "day.png", size=(80, 60), scene=1)
+    make_still(root / "night.png", size=(80, 60), scene=0)
+    (root / "looks.toml").write_text(
+        'default = "night"\n[scenes.day]\nreference = "day.png"\n[scenes.night]\nreference = "night.png"\n'
+        '[[rules]]\nscene = "day"\nreel = "A0*"\n'
+    )
+    seen = []
+    submit, call = ray_train.SceneTrainer.submit, ray_train.SceneTrainer.__call__
+
+    def spy_submit(self, scene, *args):
+        seen.append(("submit", scene))
+        return submit(self, scene, *args)
+
+    def spy_call(self, scene, *args):
+        seen.append(("wait", scene))
+        return call(self, scene, *args)
+
+    monkeypatch.setattr(ray_train.SceneTrainer, "submit", spy_submit)
+    monkeypatch.setattr(ray_train.SceneTrainer, "__call__", spy_call)
+    base = ["conform", edl, "--media", media, "--looks", root / "looks.toml", "--mode", "fast", "--codec", "ffv1",
+            "--json", "-o"]  # fmt: skip
+    code, o1, err = run(capsys, *base, root / "one")
+    assert code == 0, err
+    code, o2, err = run(capsys, *base, root / "ray", "--engine", "ray")
+    assert code == 0, err
+    assert seen[:3] == [("submit", "day"), ("submit", "night"), ("wait", "day")], seen
+    assert sorted(json.loads(o2)["scenes_trained"]) == ["day", "night"]
+    assert [sha(Path(e["output"])) for e in _events(o1)] == [sha(Path(e["output"])) for e in _events(o2)]

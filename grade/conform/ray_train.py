@@ -31,27 +31,47 @@ def _train_task(scene: str, desc: dict, plans: list, settings, options_json: str
 class SceneTrainer:
     """The ``trainer`` of :func:`grade.conform.run._scene_grade` for ``--engine ray``: connects to (or
     starts) Ray on first use, probes the output folder, then trains each scene as one task (retried
-    ``retries`` times when its worker dies). :meth:`close` shuts down a Ray instance it started."""
+    ``retries`` times when its worker dies); scenes submitted together train side by side. :meth:`close`
+    shuts down a Ray instance it started."""
 
     def __init__(self, address: str | None, out_dir: Path, retries: int = 2) -> None:
         self.address, self.out_dir, self.retries = address, Path(out_dir), retries
         self.started: bool | None = None
+        self.submitted: dict[tuple[str, str], object] = {}  # (scene, key_fp) -> the task's ObjectRef
 
-    def __call__(self, scene: str, desc: dict, plans: list, settings, options, key_fp: str) -> bytes:
+    def submit(self, scene: str, desc: dict, plans: list, settings, options, key_fp: str) -> None:
+        """Start training the scene's look on the cluster (:meth:`__call__` waits for it): the conform
+        submits every scene first, so that they train side by side on the cluster's workers."""
         ray = _import_ray()
         if self.started is None:
             self.started = _start(ray, self.address)
             self.out_dir.mkdir(parents=True, exist_ok=True)
             probe_shared_storage(self.out_dir.absolute())
+        if (scene, key_fp) in self.submitted:
+            return
         gpus = float(settings.gpus_per_task or 0)
         train = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.retries)(_train_task)
         ref = train.remote(scene, desc, plans, settings, options.model_dump_json(), key_fp)
+        self.submitted[(scene, key_fp)] = ref
+
+    def __call__(self, scene: str, desc: dict, plans: list, settings, options, key_fp: str) -> bytes:
+        """The scene's preset as file bytes, from the task :meth:`submit` started (or one started now)."""
+        ray = _import_ray()
+        self.submit(scene, desc, plans, settings, options, key_fp)
+        ref = self.submitted.pop((scene, key_fp))
         try:
             return ray.get(ref)
         except ray.exceptions.RayError as e:
             raise InputError(f"scene {scene}: its look could not be trained on Ray: {_failure(ray, e)}") from None
 
     def close(self) -> None:
+        """Cancel what was submitted and not collected (a conform that stopped early), then shut down
+        a Ray instance this trainer started."""
+        if self.submitted:
+            ray = _import_ray()
+            for ref in self.submitted.values():
+                ray.cancel(ref)
+            self.submitted.clear()
         if self.started:
             _import_ray().shutdown()
         self.started = None

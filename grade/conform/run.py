@@ -126,6 +126,15 @@ def run_conform(edit_path: str | Path, out_dir: str | Path, settings: ConformSet
         trainer = SceneTrainer(settings.ray_address, out_dir)
     try:
         working = {s: _preset_working(d) for s, (d, _) in sources.items()}  # a preset's look keeps its working space
+        if trainer is not None:  # every scene still to train goes to the cluster at once: they train side by side
+            for scene in sorted({p.scene for p in pending}):
+                desc = sources[scene][0]
+                if "cube" in desc or "preset" in desc:
+                    continue
+                scene_plans = [p for p in todo if p.scene == scene]
+                key_fp, cache = _scene_cache(scene, sources[scene], scene_plans, out_dir, settings, options)
+                if not cache.exists():
+                    trainer.submit(scene, desc, scene_plans, settings, options, key_fp)
         for scene in sorted({p.scene for p in pending}):
             # shards started together: the first trains the scene's look, the others wait and load it
             with folder_lock(out_dir / ".looks", "scene-" + re.sub(r"[^A-Za-z0-9_.+-]", "_", scene)[:40]):
@@ -353,21 +362,15 @@ def _scene_grade(
     :func:`~grade.conform.ray_engine.train_scene_ray`) trains elsewhere and returns the preset's bytes."""
     from grade.io.atomic import atomic_output
     from grade.library import read_look
-    from grade.presets import SUFFIX, preset_bytes, read_preset
+    from grade.presets import preset_bytes, read_preset
     from grade.shotgrade import preset_grade
 
-    desc, fp = source
+    desc, _ = source
     for kind in ("cube", "preset"):  # a look kept on disk: one reader for both
         if kind in desc:
             grade = preset_grade(read_look(desc[kind]), options.strength, options.stabilise, options.regional)
             return grade, (kind, desc[kind]), False
-    grading = options.settings_of("training")
-    cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
-    spaces = [p.input_space for p in plans]
-    key_fp = fingerprint(
-        fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls, *([spaces] * any(spaces))
-    )
-    cache = out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
+    key_fp, cache = _scene_cache(scene, source, plans, out_dir, settings, options)
     if cache.exists():
         with contextlib.suppress(InputError):  # a damaged cache is trained again
             grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
@@ -382,6 +385,21 @@ def _scene_grade(
         tmp.write_bytes(data)
     grade = preset_grade(read_preset(cache), options.strength, options.stabilise, options.regional)
     return grade, ("preset", str(cache)), True
+
+
+def _scene_cache(scene: str, source: tuple[dict, str], plans: list[Planned], out_dir: Path, settings, options):
+    """``(key_fp, path)``: the fingerprint of what a scene's fitted look depends on (its reference, the
+    training settings, its events' media, ranges, CDLs and cameras) and its file in the look cache."""
+    from grade.presets import SUFFIX
+
+    _, fp = source
+    grading = options.settings_of("training")
+    cdls = [p.event.cdl.__dict__ if settings.apply_cdl and p.event.cdl else None for p in plans]
+    spaces = [p.input_space for p in plans]
+    key_fp = fingerprint(
+        fp, grading, [(file_fingerprint(p.media.path), p.first, p.end) for p in plans], cdls, *([spaces] * any(spaces))
+    )
+    return key_fp, out_dir / ".looks" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', scene)[:40]}-{key_fp[:12]}{SUFFIX}"
 
 
 def train_scene_preset(scene: str, desc: dict, plans: list[Planned], settings, options, device, progress, key_fp: str):
