@@ -138,9 +138,12 @@ def write_frames(
     pix_fmt: str = "yuv420p",
     options: dict | None = None,
     timecode: str | None = None,
+    tags: int | None = None,
 ) -> Path:
     """Encode RGB frames as they are (timestamps 0, 1, 2, ... at ``fps``), no audio: uint8, or uint16 for
-    deep formats (``codec="ffv1", pix_fmt="gbrp16le"``: 16-bit lossless)."""
+    deep formats (``codec="ffv1", pix_fmt="gbrp16le"``: 16-bit lossless). ``tags`` (an ISO/IEC 23091
+    code, 1: BT.709) tags the stream's matrix, primaries and transfer with it, limited range, and
+    converts the frames to ``pix_fmt`` with that matrix."""
     with av.open(str(path), "w") as box:
         if timecode:
             box.metadata["timecode"] = timecode
@@ -148,8 +151,13 @@ def write_frames(
         s.width, s.height, s.pix_fmt = frames[0].shape[1], frames[0].shape[0], pix_fmt
         s.options = options or {}
         s.time_base = Fraction(1, fps)
+        if tags is not None:
+            cc = s.codec_context
+            cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = tags, tags, tags, 1
         for i, img in enumerate(frames):
             f = av.VideoFrame.from_ndarray(img, format="rgb48le" if img.dtype == np.uint16 else "rgb24")
+            if tags is not None:
+                f = f.reformat(format=pix_fmt, dst_colorspace=tags, dst_color_range=1)
             f.pts = i
             for pkt in s.encode(f):
                 box.mux(pkt)

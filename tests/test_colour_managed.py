@@ -303,21 +303,7 @@ def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -
 
 def _tagged_yuv420(path: Path, frames: list[np.ndarray]) -> Path:
     """8-bit 4:2:0 FFV1 tagged BT.709 (matrix, primaries, transfer): the container of an 8-bit log camera."""
-    with av.open(str(path), "w") as box:
-        s = box.add_stream("ffv1", rate=24)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        cc = s.codec_context
-        cc.colorspace, cc.color_primaries, cc.color_trc, cc.color_range = 1, 1, 1, 1
-        for i, img in enumerate(frames):
-            f = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(
-                format="yuv420p", dst_colorspace=1, dst_color_range=1
-            )
-            f.pts = i
-            for pkt in s.encode(f):
-                box.mux(pkt)
-        for pkt in s.encode():
-            box.mux(pkt)
-    return path
+    return write_frames(path, frames, codec="ffv1", pix_fmt="yuv420p", tags=1)
 
 
 def _planes_rgb(planes: np.ndarray) -> np.ndarray:
