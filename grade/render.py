@@ -57,7 +57,8 @@ def _sequence_working(job: RenderJob, number: int) -> np.ndarray:
 
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
-    """Shots and key frames of a video, the middle frame of an image sequence (one shot), or the still."""
+    """Shots and key frames of a video, of an image sequence (hard cuts; each shot's middle frame), or the
+    still."""
     if job.sequence is not None:  # hard cuts (a scanned reel); each shot's key frame is its middle one
         import cv2
 

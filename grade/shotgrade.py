@@ -55,8 +55,6 @@ class ShotGrade:
         if isinstance(self._table, YuvTable if native else PackedTable) and self._yuv == (matrix, full_range):
             return
         self._yuv = (matrix, full_range)
-        if self.learned is not None and self.learned.settings.guide == "source":
-            return  # its field maps the frame itself: no table
         lut = self.lut if self.learned is None else self.learned.guide_lut  # learned: what its field maps
         if native:
             self._table = YuvTable(lut, matrix, full_range)
