@@ -236,16 +236,28 @@ class ColourPipeline:
         self._packed.clear()
 
     def _grid_in(self, size: int) -> np.ndarray:
-        """The ``size``-point grid of input code values through OCIO's exact ``input -> working``, clipped to
-        [0, 1]: ``(size**3, 3)`` float32 (cached: every shot's composed table starts from it)."""
+        """The ``size``-point grid of input code values through OCIO's exact ``input -> working``, not
+        clipped: ``(size**3, 3)`` float32 (cached: every shot's composed table starts from it)."""
         key = f"grid_in{size}"
         with self._lock:
             if key not in self._packed:
                 from grade.lut import grid_points
 
                 pts = grid_points(size).numpy().astype(np.float32)
-                self._packed[key] = np.clip(np.nan_to_num(self._exact_apply("float_in", pts), nan=0.0), 0.0, 1.0)
+                self._packed[key] = np.nan_to_num(self._exact_apply("float_in", pts), nan=0.0)
             return self._packed[key]
+
+    def _graded_working(self, lut: torch.Tensor, work: np.ndarray) -> np.ndarray:
+        """A working-space look ``lut`` on working values ``(P, 3)`` that may lie outside [0, 1] (saturated
+        wide-gamut colours go below 0 in ACEScct): the look on the values clipped to its domain, plus what
+        the clip took off, so that the output transform gets those colours back (``--keep-log`` returns
+        them as they came, where a clip would move them by hundreds of 10-bit codes)."""
+        from grade.lut import apply_lut
+
+        inside = np.clip(work, 0.0, 1.0)
+        with torch.inference_mode():
+            graded = apply_lut(lut.float(), torch.from_numpy(inside).T.reshape(1, 3, -1, 1))[0, :, :, 0].T.numpy()
+        return graded + (work - inside)
 
     def _exact_apply(self, which: str, rgb: np.ndarray) -> np.ndarray:
         """OCIO's processor on float RGB ``(..., 3)``, a new array; large arrays in row blocks on up to 4
@@ -272,22 +284,14 @@ class ColourPipeline:
         between the nodes (a fitted look on 16-bit S-Log3, mean ΔE2000 to OCIO's exact chain: 0.39 at 65,
         0.12 at 129; 0.15 at 129 with the baked output LUT instead of the processor).
         """
-        from grade.lut import apply_lut
-
-        pts = torch.from_numpy(self._grid_in(size)).T.reshape(1, 3, -1, 1)
-        with torch.inference_mode():
-            graded = apply_lut(lut.float(), pts)[0, :, :, 0].T.numpy()
+        graded = self._graded_working(lut, self._grid_in(size))
         out = np.clip(np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0), 0.0, 1.0)
         return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
 
     def exact(self, lut: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         """Input-space R'G'B' ``(P, 3)`` float32 in [0, 1] through OCIO's exact ``input -> working``, the
         look ``lut`` and OCIO's ``working -> output``: ``(P, 3)`` in [0, 1] (the composed tables' reference)."""
-        from grade.lut import apply_lut
-
-        work = np.clip(np.nan_to_num(self._exact_apply("float_in", rgb), nan=0.0), 0.0, 1.0)
-        with torch.inference_mode():
-            graded = apply_lut(lut.float(), torch.from_numpy(work).T.reshape(1, 3, -1, 1))[0, :, :, 0].T.numpy()
+        graded = self._graded_working(lut, np.nan_to_num(self._exact_apply("float_in", rgb), nan=0.0))
         return np.clip(np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0), 0.0, 1.0)
 
     def managed(self, grade):

@@ -48,12 +48,12 @@ class RenderJob:
     sequence: Sequence | None = None  # an image sequence (then ``info`` is None and ``out`` its pattern)
 
 
-def _sequence_working(job: RenderJob, number: int) -> np.ndarray:
-    """A sequence frame in the working space as float32 ``(H, W, 3)`` clipped to [0, 1]."""
+def _sequence_working(job: RenderJob, number: int, clip: bool = True) -> np.ndarray:
+    """A sequence frame in the working space as float32 ``(H, W, 3)``, clipped to [0, 1] (or not)."""
     rgb = read_frame(job.sequence, number)
     if job.colour is not None:
         rgb = job.colour.float_in(rgb)
-    return np.clip(rgb, 0.0, 1.0)
+    return np.clip(rgb, 0.0, 1.0) if clip else np.asarray(rgb, np.float32)
 
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
@@ -129,12 +129,18 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     try:
         with progress.stage("render", seq.frames) as task:
             for i, number in enumerate(seq.numbers):
-                work = _sequence_working(job, number)
+                full = np.nan_to_num(
+                    _sequence_working(job, number, clip=False), nan=0.0, posinf=65504.0, neginf=-65504.0
+                )
+                work = np.clip(full, 0.0, 1.0)
                 grade = job.grades[int(shot_of[i])]
                 if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
                     grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
                 deep = (work * 65535.0 + 0.5).astype(np.uint16)
                 graded = grade.grade(deep, seq.height, seq.width).astype(np.float32) / 65535.0
+                # what the look's [0, 1] domain cannot hold (negative ACEScct of saturated wide-gamut colours,
+                # or above 1) passes through, so that the output space gets it back
+                graded += full - work
                 if job.colour is not None:
                     graded = job.colour.float_out(graded)
                 write_frame(tmp / target.path(number).name, graded, seq)

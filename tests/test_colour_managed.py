@@ -116,6 +116,25 @@ def test_keep_log_round_trip_is_within_one_10bit_code(capsys, cameras) -> None:
     assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
 
 
+def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path) -> None:
+    """Colours of S-Gamut3.Cine that lie outside ACEScct's AP1 primaries (near-primary reds, greens and
+    blues: negative working values) come back from a ``--keep-log`` identity grade as they went in, not
+    clipped at the working space's 0 (which moved them by hundreds of 10-bit codes)."""
+    lin = np.full((H, W, 3), 0.18)
+    for i, c in enumerate(([0.4, 5e-4, 5e-4], [5e-4, 0.3, 5e-4], [5e-4, 5e-4, 0.3], [2.0, 0.02, 0.9])):
+        lin[8:40, 4 + 15 * i : 16 + 15 * i] = c  # S-Gamut3.Cine linear
+    codes = np.clip(colour.models.log_encoding_SLog3(lin), 0, 1)
+    src = write_rgb16(tmp_path / "saturated.mkv", [codes] * 2)
+    out = tmp_path / "identity.mkv"
+    code, _, err = run(
+        capsys, src, "--look", make_still(tmp_path / "ref.png"), "--mode", "fast", "--strength", "0",
+        "--input-space", "slog3", "--keep-log", "--codec", "ffv1", "-o", out, "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    a, b = read_rgb(src).astype(int), read_rgb(out).astype(int)
+    assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
+
+
 def test_log_to_rec709_output_is_tagged(capsys, cameras) -> None:
     out = cameras["root"] / "tagged.mp4"
     code, _, err = run(

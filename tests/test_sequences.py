@@ -54,8 +54,12 @@ def ref(tmp_path: Path) -> Path:
 
 
 def test_exr_to_exr_keeps_values_above_one_and_the_frame_numbers(capsys, tmp_path: Path, ref: Path) -> None:
+    """Scene-linear values above 1, and below 0 (a wide-gamut render's saturated blue, outside what the
+    working space's [0, 1] holds), come back from a grade at strength 0."""
     for n in (1001, 1002, 1003):
-        write(tmp_path / f"plate.{n:04d}.exr", linear(n - 1001), "half")
+        frame = linear(n - 1001)
+        frame[2:8, 2:12] = [-0.3, 0.1, 0.9]  # negative in ACEScct's AP1 too
+        write(tmp_path / f"plate.{n:04d}.exr", frame, "half")
     plate = tmp_path / "plate.%04d.exr"
     code, o, err = run(capsys, plate, "--look", ref, "--mode", "fast", "--strength", "0", "--json")
     assert code == 0, err
