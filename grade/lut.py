@@ -214,20 +214,7 @@ class YuvTable:
     """
 
     def __init__(self, lut: torch.Tensor, matrix: int, full_range: bool, grid: int = 33) -> None:
-        with torch.inference_mode():
-            axis = torch.linspace(0, 255, grid)
-            cr, cb, y = torch.meshgrid(axis, axis, axis, indexing="ij")  # index order of the table
-            yuv = torch.stack([y, cb, cr], -1).reshape(-1, 3)
-            rgb = yuv_to_rgb(yuv, matrix, full_range)
-            graded = apply_lut(lut, rgb.T.reshape(1, 3, -1, 1))[0, :, :, 0].T  # (grid^3, 3)
-            # the grade as a change of code values: identity stays exact, and values outside the RGB
-            # gamut (super-whites, illegal chroma) keep what lies beyond it
-            delta = rgb_to_yuv(graded, matrix, full_range) - rgb_to_yuv(rgb, matrix, full_range)
-            small = (yuv + delta).T.reshape(3, grid, grid, grid)
-        # luma alone (16 MiB) for the full-resolution lookups; Cb | Cr << 8 (32 MiB) for the chroma ones
-        self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
-        self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
-        self._scratch = threading.local()  # per-thread scratch planes: frames may be graded on several threads
+        self._build(lambda rgb: apply_lut(lut, rgb.T.reshape(1, 3, -1, 1))[0, :, :, 0].T, matrix, full_range, grid)
 
     @classmethod
     def from_colours(cls, grade_rgb, matrix: int, full_range: bool, grid: int = 129) -> YuvTable:
@@ -235,18 +222,30 @@ class YuvTable:
         evaluated at the ``grid``-point (Y, Cb, Cr) nodes themselves (a colour pipeline through OCIO's
         processors: no second resampling of a 3D LUT, which a steep display transform does not survive)."""
         self = cls.__new__(cls)
+
+        def graded(rgb: torch.Tensor) -> torch.Tensor:
+            out = np.asarray(grade_rgb(rgb.numpy().astype(np.float32)), np.float32)
+            return torch.from_numpy(out).double()
+
+        self._build(graded, matrix, full_range, grid)
+        return self
+
+    def _build(self, grade_rgb, matrix: int, full_range: bool, grid: int) -> None:
+        """The tables of ``grade_rgb`` (R'G'B' ``(P, 3)`` tensor -> ``(P, 3)``) at ``grid``-point nodes."""
         with torch.inference_mode():
             axis = torch.linspace(0, 255, grid)
-            cr, cb, y = torch.meshgrid(axis, axis, axis, indexing="ij")
+            cr, cb, y = torch.meshgrid(axis, axis, axis, indexing="ij")  # index order of the table
             yuv = torch.stack([y, cb, cr], -1).reshape(-1, 3)
             rgb = yuv_to_rgb(yuv, matrix, full_range)
-            graded = torch.from_numpy(np.asarray(grade_rgb(rgb.numpy().astype(np.float32)), np.float32))
-            delta = rgb_to_yuv(graded.double(), matrix, full_range) - rgb_to_yuv(rgb.double(), matrix, full_range)
-            small = (yuv + delta.float()).T.reshape(3, grid, grid, grid)
+            graded = grade_rgb(rgb)  # (grid^3, 3)
+            # the grade as a change of code values: identity stays exact, and values outside the RGB
+            # gamut (super-whites, illegal chroma) keep what lies beyond it
+            delta = rgb_to_yuv(graded, matrix, full_range) - rgb_to_yuv(rgb.to(graded.dtype), matrix, full_range)
+            small = (yuv + delta.to(yuv.dtype)).T.reshape(3, grid, grid, grid)
+        # luma alone (16 MiB) for the full-resolution lookups; Cb | Cr << 8 (32 MiB) for the chroma ones
         self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
         self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)
-        self._scratch = threading.local()
-        return self
+        self._scratch = threading.local()  # per-thread scratch planes: frames may be graded on several threads
 
     def apply_yuv420(self, planes: np.ndarray, height: int, width: int) -> np.ndarray:
         """Grade a yuv420p frame as PyAV lays it out: ``(H * 3 // 2, W)`` uint8 (even H and W)."""

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from grade.colourspace import ColourPipeline
-from grade.errors import InputError
 from grade.review.jobs import Memo
 
 COLOUR_FIELDS = ("input_space", "working_space", "output_space", "keep_log", "ocio_config")
@@ -31,14 +30,10 @@ class ReviewColour:
     """
 
     def __init__(self, settings: dict[str, Any] | None = None) -> None:
-        from grade.colourspace import colour_pipeline, load_config, resolve
+        from grade.colourspace import colour_pipeline
 
         self.settings = {k: v for k, v in (settings or {}).items() if k in COLOUR_FIELDS and v}
-        config = load_config(self.settings.get("ocio_config"))
-        for field in ("input_space", "working_space", "output_space"):
-            if field in self.settings:
-                resolve(self.settings[field], config, field)
-        s = self.settings  # and their combination (--keep-log with --output-space, ...), as grade checks it
+        s = self.settings  # the names and their combination (--keep-log with --output-space, ...), as grade checks them
         colour_pipeline(s.get("input_space"), s.get("working_space"), s.get("output_space"),
                         bool(s.get("keep_log")), s.get("ocio_config"))  # fmt: skip
         self._grades = Memo(8)
@@ -63,21 +58,14 @@ class ReviewColour:
         """:func:`grade.api.fit_look` in the working space: the key frame (RGB uint8) taken into it, the
         reference loaded at working size and converted as the command converts it. Returns a
         :class:`grade.api.Look` (full strength) whose preset names its working space."""
-        from pydantic import ValidationError
-
-        from grade.api import Look
+        from grade.api import Look, _options
         from grade.io import image as image_io
         from grade.model.look import LearnedLook
-        from grade.options import GradeOptions
         from grade.presets import build_preset
         from grade.progress import NullProgress
         from grade.shotgrade import fit_shots, resolve_device
 
-        try:
-            options = GradeOptions(mode=mode, **fit)
-        except ValidationError as e:
-            first = e.errors()[0]
-            raise InputError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        options = _options(mode=mode, **fit)  # a bad setting: one InputError naming it
         ref, thumb = image_io.load_reference(reference, options.working_side)
         keys = [colour.frame_in(keyframe)]
         device = resolve_device(options.device)
