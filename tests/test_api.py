@@ -97,7 +97,11 @@ def test_grade_file_takes_a_look_a_reference_array_or_a_preset(looks, reference,
     assert with_look.frames == with_array.frames == with_preset.frames == 6
     a, _ = read_all(tmp_path / "a.mp4")
     c, _ = read_all(tmp_path / "c.mp4")
-    assert all(np.array_equal(x, y) for x, y in zip(a, c))  # a Look and its saved preset: the same picture
+    # a Look and its saved preset: the same picture (on failure: which frames, how many samples, how far)
+    diffs = [
+        (i, int((x != y).sum()), int(np.abs(x.astype(int) - y.astype(int)).max())) for i, (x, y) in enumerate(zip(a, c))
+    ]
+    assert all(n == 0 for _, n, _ in diffs), f"(frame, samples differing, max difference): {diffs}"
     with pytest.raises(InputError, match="strength"):
         grade.grade_file(src, looks["fast"], tmp_path / "d.mp4", strength=-1)
 

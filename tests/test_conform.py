@@ -132,7 +132,7 @@ def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: 
 
     out = root / "killed"
     cmd = [sys.executable, "-m", "grade", *args, str(out), "-q"]
-    proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, "GRADE_DEBUG": "0"})
+    proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, "GRADE_DEBUG": "0", "PYTHONFAULTHANDLER": "1"})
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("E002_*")):
         time.sleep(0.02)

@@ -9,6 +9,7 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -52,6 +53,29 @@ class _Worker(threading.Thread):
         except BaseException as e:  # handed to the main thread
             self.error = e
             self._halt.set()
+
+
+def _settle(
+    workers: list[threading.Thread], pool: concurrent.futures.ThreadPoolExecutor, seconds: float = 10
+) -> tuple[bool, BaseException | None]:
+    """Wait (up to ``seconds`` each) for the pipeline's threads and the pool to finish: whether they all
+    did, and the interruption that came while waiting (raise it then). An interruption does not cut the
+    wait short: the containers are closed only once no thread can still be inside FFmpeg with them."""
+    interrupted: BaseException | None = None
+    for w in workers:
+        deadline = time.monotonic() + seconds
+        while w.is_alive() and time.monotonic() < deadline:
+            try:
+                w.join(timeout=0.1)
+            except KeyboardInterrupt as e:
+                interrupted = e
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            break
+        except KeyboardInterrupt as e:
+            interrupted = e
+    return not any(w.is_alive() for w in workers), interrupted
 
 
 def render_video(
@@ -104,6 +128,7 @@ def render_video(
         raise OutputError(f"cannot create {target}: {reason(e)}") from None
     stop = threading.Event()
     completed = False
+    settled = True  # no pipeline thread is still running: the containers may be closed
     decoded: queue.Queue = queue.Queue(maxsize=4)
     graded: queue.Queue = queue.Queue(maxsize=4)
     try:
@@ -252,27 +277,28 @@ def render_video(
             raise
         finally:
             stop.set()
-            reader.join(timeout=10)
-            writer.join(timeout=10)
-            pool.shutdown(wait=True, cancel_futures=True)
+            settled, again = _settle([reader, writer], pool)
+            if again is not None:
+                raise again
         for w in (reader, writer):
             if w.error is not None:
                 raise w.error
-        if reader.is_alive() or writer.is_alive():
+        if not settled:
             raise OutputError(f"encoding {target} did not finish")
         completed = True
     except av.error.FFmpegError as e:
         raise OutputError(f"encoding {target} failed: {reason(e)}") from None
     finally:
-        with contextlib.suppress(Exception):
-            src_box.close()
-        try:
-            out_box.close()  # writes the trailer: buffered write errors (disk full) surface here
-        except (av.error.FFmpegError, OSError) as e:
-            if completed:  # never let a file whose trailer failed be published
-                if isinstance(e, OSError):
-                    raise  # atomic_output names it (disk full, file too large, ...)
-                raise OutputError(f"finishing {target} failed: {reason(e)}") from None
+        if settled:  # else a stage is stuck inside FFmpeg: closing its containers under it would crash
+            with contextlib.suppress(Exception):
+                src_box.close()
+            try:
+                out_box.close()  # writes the trailer: buffered write errors (disk full) surface here
+            except (av.error.FFmpegError, OSError) as e:
+                if completed:  # never let a file whose trailer failed be published
+                    if isinstance(e, OSError):
+                        raise  # atomic_output names it (disk full, file too large, ...)
+                    raise OutputError(f"finishing {target} failed: {reason(e)}") from None
     if stats.frames == 0:
         raise InputError(f"no decodable video frame in {source}")
     return stats
