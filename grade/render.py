@@ -318,7 +318,11 @@ def stream_video_job(
             feed.close()
         except BaseException as e:  # handed to the render thread, which raises it
             feed.close(e)
-        found["seconds"] = time.perf_counter() - t
+        finally:
+            found["seconds"] = time.perf_counter() - t
+            analysed.set()
+
+    analysed = threading.Event()  # waited on, not join(): an interrupted join() marks a running thread stopped
 
     worker = threading.Thread(target=analyse, name="grade-analyse", daemon=True)
     t = time.perf_counter()
@@ -329,9 +333,16 @@ def stream_video_job(
         ok = True
     finally:
         feed.end_render(ok)
-        worker.join()
+        again = None
+        while not analysed.is_set():  # it stops at its next frame; an interruption does not cut this wait short
+            try:
+                analysed.wait(0.1)
+            except KeyboardInterrupt as e:
+                again = e
         for g in feed.grades:
             managed(job.colour, g).release()  # a table the analysis prepared after the render had ended
+        if again is not None:
+            raise again
     if feed.error is not None:
         raise feed.error
     shots = found["shots"]

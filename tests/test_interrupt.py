@@ -63,3 +63,31 @@ def test_disk_full_during_encode_publishes_nothing(tmp_path: Path, reference: Pa
     assert "too large" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
     assert no_temp_files(tmp_path)
+
+
+def test_an_interrupt_does_not_cut_the_wait_for_the_render_threads_short() -> None:
+    """The decode and encode stages may still be inside FFmpeg with the containers when an interruption
+    arrives; one that comes while the render waits for them must not let it close the containers under
+    them (that crashed the process with SIGSEGV: on Python 3.11 an interrupted ``join()`` marks a running
+    thread as stopped)."""
+    import concurrent.futures
+    import os
+    import threading
+
+    from grade.io.encode import _settle, _Worker
+
+    done = threading.Event()
+
+    def busy() -> None:
+        time.sleep(0.6)
+        done.set()
+
+    worker = _Worker(busy, threading.Event())
+    worker.start()
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    graded = pool.submit(time.sleep, 0.3)  # a frame still being graded on the pool
+    threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGINT)).start()  # arrives during the wait
+    settled, again = _settle([worker], [graded])
+    assert settled and done.is_set() and graded.done()
+    assert isinstance(again, KeyboardInterrupt)  # kept, for the caller to raise once the stages are done
+    pool.shutdown()

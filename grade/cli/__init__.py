@@ -134,8 +134,10 @@ def entry() -> None:
     """The ``grade`` command: :func:`main`, then exit.
 
     After an interruption everything is already cleaned up (temporary files removed, job files
-    consistent), so the process leaves at once: a normal interpreter shutdown can crash (SIGSEGV,
-    seen once in CI) while decoder or OpenMP threads from the interrupted stage are still alive.
+    consistent), so the process leaves at once rather than wait for an interpreter shutdown among the
+    interrupted stage's leftover threads (decoders, OpenMP). The render itself waits for its decode and
+    encode stages before closing their files (:func:`grade.io.encode.render_video`): closing them under
+    a running stage was what crashed interrupted runs in CI (SIGSEGV).
     """
     code = main()
     if code == Interrupted.exit_code:

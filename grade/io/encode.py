@@ -40,12 +40,15 @@ _END = object()
 
 class _Worker(threading.Thread):
     """A pipeline stage. If it fails it records the error and sets ``stop``, so that no other stage
-    waits forever on a queue it will never serve."""
+    waits forever on a queue it will never serve. ``finished`` is set when it has returned: wait on it,
+    not on ``join()``, which an interruption (SIGINT) can break (Python 3.11 then reports a thread that
+    is still running as stopped)."""
 
     def __init__(self, target: Callable[[], None], stop: threading.Event) -> None:
         super().__init__(daemon=True)
         self._target_fn, self._halt = target, stop
         self.error: BaseException | None = None
+        self.finished = threading.Event()
 
     def run(self) -> None:
         try:
@@ -53,29 +56,30 @@ class _Worker(threading.Thread):
         except BaseException as e:  # handed to the main thread
             self.error = e
             self._halt.set()
+        finally:
+            self.finished.set()
 
 
 def _settle(
-    workers: list[threading.Thread], pool: concurrent.futures.ThreadPoolExecutor, seconds: float = 10
+    workers: list[_Worker], futures: list[concurrent.futures.Future], seconds: float = 10
 ) -> tuple[bool, BaseException | None]:
-    """Wait (up to ``seconds`` each) for the pipeline's threads and the pool to finish: whether they all
-    did, and the interruption that came while waiting (raise it then). An interruption does not cut the
-    wait short: the containers are closed only once no thread can still be inside FFmpeg with them."""
+    """Wait (up to ``seconds`` each) for the pipeline's stages and the frames still being graded: whether
+    the stages all finished, and the interruption that came while waiting (raise it then). An interruption
+    does not cut the wait short: the containers are closed only once no stage can still be inside FFmpeg
+    with them (closing them under a running stage crashed the process, SIGSEGV)."""
     interrupted: BaseException | None = None
-    for w in workers:
+    for f in futures:
+        f.cancel()  # not started: never will be
+    waits = [(w.finished.is_set, w.finished.wait) for w in workers]
+    waits += [(f.done, lambda t, f=f: concurrent.futures.wait([f], timeout=t)) for f in futures]
+    for done, wait in waits:
         deadline = time.monotonic() + seconds
-        while w.is_alive() and time.monotonic() < deadline:
+        while not done() and time.monotonic() < deadline:
             try:
-                w.join(timeout=0.1)
+                wait(0.1)
             except KeyboardInterrupt as e:
                 interrupted = e
-    while True:
-        try:
-            pool.shutdown(wait=True, cancel_futures=True)
-            break
-        except KeyboardInterrupt as e:
-            interrupted = e
-    return not any(w.is_alive() for w in workers), interrupted
+    return all(w.finished.is_set() for w in workers), interrupted
 
 
 def render_video(
@@ -250,6 +254,7 @@ def render_video(
 
         pool = concurrent.futures.ThreadPoolExecutor(max(1, workers), thread_name_prefix="grade-apply")
         reader, writer = _Worker(read, stop), _Worker(write, stop)
+        futures: list[concurrent.futures.Future] = []  # frames submitted to the pool and not yet done
         reader.start()
         writer.start()
         try:
@@ -261,7 +266,9 @@ def render_video(
                     _, index, pts, tb, dur, pixels = item
                     out = grade(index, pixels)
                     if callable(out):  # finished on a worker; the writer waits for it, in order
-                        out = (pool.submit(out), pixels.dtype, pixels.shape)
+                        futures[:] = [f for f in futures if not f.done()]
+                        futures.append(pool.submit(out))
+                        out = (futures[-1], pixels.dtype, pixels.shape)
                     else:
                         _check_layout(out, pixels.dtype, pixels.shape)
                     item = ("v", index, pts, tb, dur, out)
@@ -271,13 +278,15 @@ def render_video(
                 if writer.error or reader.error:
                     break
             put(graded, _END)
-            writer.join()
+            while not writer.finished.wait(0.1):
+                pass
         except BaseException:
             stop.set()
             raise
         finally:
             stop.set()
-            settled, again = _settle([reader, writer], pool)
+            settled, again = _settle([reader, writer], futures)
+            pool.shutdown(wait=False)  # its threads are idle now: they exit
             if again is not None:
                 raise again
         for w in (reader, writer):
