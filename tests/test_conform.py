@@ -132,12 +132,13 @@ def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: 
 
     out = root / "killed"
     cmd = [sys.executable, "-m", "grade", *args, str(out), "-q"]
-    proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, "GRADE_DEBUG": "0", "PYTHONFAULTHANDLER": "1"})
+    env = {**os.environ, "GRADE_DEBUG": "0", "PYTHONFAULTHANDLER": "1"}  # a crash would show every thread
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob("E002_*")):
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    _, killed_err = proc.communicate(timeout=60)
     finished = (
         len(json.loads((out / "conform-job.json").read_text())["events"]) if (out / "conform-job.json").exists() else 0
     )
@@ -148,7 +149,8 @@ def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: 
     assert code == 0, err
     events = json.loads(o)["events"]
     redone = [e["number"] for e in events if e["status"] == "done"]
-    assert proc.returncode == 130 and finished < 4  # it was killed mid-way
+    assert proc.returncode == 130 and finished < 4, killed_err  # it was killed mid-way
+    assert killed_err.strip().endswith("interrupted; clips already conformed are kept: run the same command to resume")
     assert len(redone) <= 4 - finished  # only what the killed run had not finished
     for e in events:  # an event the killed run finished is kept as it was, byte for byte ...
         if Path(e["output"]).name in kept:

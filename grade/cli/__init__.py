@@ -113,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grade: error: --{where.replace('_', '-')}: {first.get('msg', 'invalid value')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"grade: error: {Interrupted('interrupted; no output was written')}", file=sys.stderr)
+        # a conform keeps the clips it finished (and a grade of several inputs the outputs it published)
+        what = (
+            "clips already conformed are kept: run the same command to resume"
+            if command == "conform"
+            else "no half-written output was left"
+        )
+        print(f"grade: error: {Interrupted(f'interrupted; {what}')}", file=sys.stderr)
         return Interrupted.exit_code
     except MemoryError:
         hint = "fewer --jobs, " if command == "conform" else ""
