@@ -77,16 +77,25 @@ def test_an_interrupt_does_not_cut_the_wait_for_the_render_threads_short() -> No
     from grade.io.encode import _settle, _Worker
 
     done = threading.Event()
+    main = threading.main_thread().ident
 
-    def busy() -> None:
-        time.sleep(0.6)
+    def waiting_in_settle() -> bool:
+        frame = sys._current_frames().get(main)
+        while frame is not None and frame.f_code is not _settle.__code__:
+            frame = frame.f_back
+        return frame is not None
+
+    def busy() -> None:  # a stage still running when the render starts waiting for it
+        while not waiting_in_settle():
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # the interruption arrives during the wait
+        time.sleep(0.5)
         done.set()
 
     worker = _Worker(busy, threading.Event())
-    worker.start()
     pool = concurrent.futures.ThreadPoolExecutor(1)
-    graded = pool.submit(time.sleep, 0.3)  # a frame still being graded on the pool
-    threading.Timer(0.15, os.kill, (os.getpid(), signal.SIGINT)).start()  # arrives during the wait
+    graded = pool.submit(done.wait, 30)  # a frame still being graded on the pool
+    worker.start()
     settled, again = _settle([worker], [graded])
     assert settled and done.is_set() and graded.done()
     assert isinstance(again, KeyboardInterrupt)  # kept, for the caller to raise once the stages are done
