@@ -8,6 +8,8 @@ throughput of a log clip against the same clip in Rec.709, and two cameras grade
   time of a 1080p S-Log3 frame graded with colour management minus the same frame graded by the look
   alone, for 8-bit RGBA, 8-bit 4:2:0 planes and 16-bit RGB, with the two separate lookups beside it,
   interleaved, medians of ``--repeats``; and what the composition costs once per shot;
+* 16-bit lookups: each of those tables on a 16-bit 1080p frame by OpenColorIO's ``Lut3D`` op (what
+  ``grade`` uses) against ``grid_sample`` in float (what it used before), interleaved;
 * accuracy: mean / p99 ΔE2000 of the baked round trip against the processor on random code values;
 * throughput: a sample clip (``--frames`` frames at ``--width``) graded in fast mode as Rec.709, and the
   same pictures as S-Log3 (converted from the Rec.709 pictures through the inverse ACES view, 16-bit)
@@ -35,7 +37,7 @@ from grade.cli import main as grade_main
 from grade.color import delta_e2000, srgb_to_lab
 from grade.colourgrade import managed
 from grade.colourspace import ALIASES, colour_pipeline, ocio_apply
-from grade.lut import apply_lut, identity_lut
+from grade.lut import apply_lut, apply_lut_u16, apply_lut_u16_float, identity_lut
 from grade.shotgrade import ShotGrade
 
 SOURCE = Path("samples/video/04_cotracker_bear.mp4")
@@ -171,6 +173,40 @@ def read16(path: Path) -> np.ndarray:
         return np.stack([f.to_ndarray(format="rgb48le") for f in box.decode(video=0)])
 
 
+def u16_paths(shared: Path, repeats: int) -> list[list]:
+    """A 16-bit 1080p S-Log3 frame through each of colour management's tables, by OpenColorIO's ``Lut3D``
+    op (``grade.lut.U16Table``, what ``grade`` uses) and by ``grid_sample`` in float (before), interleaved:
+    ``[table, OCIO ms, grid_sample ms, ratio]``."""
+    cp = colour_pipeline("slog3", None, None, False, None)
+    lut = (identity_lut(33) ** 1.1 * torch.tensor([1.05, 1.0, 0.92]).reshape(3, 1, 1, 1)).clamp(0, 1)
+    m = managed(cp, ShotGrade(lut, 1.0))
+    rgb16 = (log_frame_1080(shared) * 65535 + 0.5).astype(np.uint16)
+    graded = apply_lut_u16(cp.to_working, rgb16)
+    tables = (
+        ("input -> working (65³)", cp.to_working, rgb16),
+        ("working -> output (65³)", cp.from_working, graded),
+        ("composed look (129³)", m.lut, rgb16),
+    )
+    rows = []
+    for label, table_, frame in tables:
+        fns = {
+            "ocio": lambda t=table_, f=frame: apply_lut_u16(t, f),
+            "torch": lambda t=table_, f=frame: apply_lut_u16_float(t, f),
+        }
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for fn in fns.values():
+            fn()
+        for _ in range(repeats):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times[k].append(1000 * (time.perf_counter() - t0))
+        o, g = statistics.median(times["ocio"]), statistics.median(times["torch"])
+        rows.append([label, o, g, g / o])
+    m.release()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -187,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["1080p S-Log3 frame, fast look", "look alone ms", "composed CM ms", "CM cost ms", "separate CM ms"]
     print(table([*headers, "separate CM cost ms"], comp["rows"]))
     print("composition once per shot: " + ", ".join(f"{k} {v:.2f}" for k, v in comp["build"].items()))
+    rows = u16_paths(shared, args.repeats)
+    out["u16_ms"] = rows
+    print(table(["16-bit 1080p lookup", "OCIO Lut3D ms", "grid_sample ms", "speed-up"], rows))
     rows = cost(args.repeats)
     out["cost_ms"] = rows
     print(table(["1080p transform", "OCIO processor ms", "baked, 8-bit RGBA ms", "baked, 16-bit RGB ms"], rows))

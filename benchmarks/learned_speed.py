@@ -22,6 +22,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import re
@@ -134,6 +135,20 @@ def timed_apply(fn, repeats: int) -> tuple[float, list[float]]:
     return median, runs
 
 
+@contextlib.contextmanager
+def patched_u16_base():
+    """The learned look's 16-bit base lookup through ``grid_sample`` in float, as before OpenColorIO's op."""
+    import grade.model.look as look_module
+    from grade.lut import apply_lut_u16_float
+
+    kept = look_module.apply_lut_u16
+    look_module.apply_lut_u16 = apply_lut_u16_float
+    try:
+        yield
+    finally:
+        look_module.apply_lut_u16 = kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=10, help="timed 1080p applies (median, default 10)")
@@ -166,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     table_s, packed = timed(lambda: PackedTable(look.lut))
     t8, runs8 = timed_apply(lambda: look.apply_pixels(rgba, packed), args.repeats)
     t16, runs16 = timed_apply(lambda: look.apply_pixels(rgb16), args.repeats)
+    with patched_u16_base():  # the 16-bit path as it was: the base table by grid_sample in float
+        t16_torch, runs16_torch = timed_apply(lambda: look.apply_pixels(rgb16), args.repeats)
     planes = yuv420_frame(rgba)
     yuv_table = YuvTable(look.lut, 1, False)
     t420, runs420 = timed_apply(lambda: look.apply_yuv420(planes, *HD[::-1], yuv_table, 1, False), args.repeats)
@@ -174,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         ("8-bit RGBA + PackedTable", t8, runs8),
         ("8-bit 4:2:0 (BT.709) + YuvTable", t420, runs420),
         ("16-bit RGB (no table)", t16, runs16),
+        ("16-bit RGB, base by grid_sample (before)", t16_torch, runs16_torch),
     )
     print(
         table(
@@ -233,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
                 "table_build_seconds": table_s,
                 "rgba_table": {"median_seconds": t8, "runs": runs8, "met": ok8},
                 "rgb16": {"median_seconds": t16, "runs": runs16},
+                "rgb16_grid_sample_base": {"median_seconds": t16_torch, "runs": runs16_torch},
             },
             "memory_4k": mem,
         },

@@ -8,7 +8,7 @@ import torch
 from clips import scene_frame
 
 from grade.io.image import to_tensor
-from grade.lut import PackedTable, apply_lut, apply_lut_u16, blend_strength, identity_lut
+from grade.lut import PackedTable, apply_lut, apply_lut_u16, apply_lut_u16_float, blend_strength, identity_lut
 from grade.transfer import TransferSettings, fast_lut, rgb_to_lab_points
 
 
@@ -62,6 +62,25 @@ def test_packed_table_and_16_bit_paths_agree_with_float() -> None:
     deep = rgba[..., :3].astype(np.uint16) * 257
     out16 = apply_lut_u16(lut, deep, rows=7)
     assert np.abs(out16 / 65535.0 - ref).max() < 1e-4
+
+
+def test_16_bit_lookup_is_the_float_lookup_within_one_code_and_follows_changes_to_the_lut() -> None:
+    # an asymmetric table that leaves [0, 1] (clipped on output), on a frame large enough to be split
+    # between threads: OpenColorIO's op against grid_sample in float
+    gen = torch.Generator().manual_seed(3)
+    lut = (identity_lut(33).flip(0) * 1.3 - 0.1 + 0.05 * torch.randn(3, 33, 33, 33, generator=gen)).contiguous()
+    deep = np.random.default_rng(1).integers(0, 65536, (520, 400, 3), dtype=np.uint16)
+    before = deep.copy()
+    out = apply_lut_u16(lut, deep, rows=64)
+    ref = apply_lut_u16_float(lut, deep)
+    assert out.shape == deep.shape and out.dtype == np.uint16
+    assert np.abs(out.astype(np.int64) - ref).max() <= 1
+    assert (out == 0).any() and (out == 65535).any()  # the clipped outputs are there, and clipped
+    assert (deep == before).all()  # the source frame is not written to
+    lut[0] = 1 - lut[0]  # the same tensor, changed in place: the next frame sees the new table
+    again = apply_lut_u16(lut, deep, rows=64)
+    assert np.abs(again.astype(np.int64) - apply_lut_u16_float(lut, deep)).max() <= 1
+    assert np.abs(again.astype(np.int64) - out).max() > 10000
 
 
 def test_fast_transfer_moves_the_look_and_keeps_structure(pair) -> None:

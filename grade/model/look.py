@@ -34,7 +34,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from grade.errors import InputError
-from grade.lut import PackedTable, YuvTable, apply_lut, identity_lut, yuv_affine
+from grade.lut import PackedTable, YuvTable, apply_lut, apply_lut_u16, identity_lut, yuv_affine
 from grade.model.affine import (
     apply_coefficients,
     fit_local_affine,
@@ -252,6 +252,8 @@ class LearnedLook:
         elif table is not None and not deep:  # the global part through the 8-bit table, as planes
             *rgb_planes, alpha = cv2.split(table.apply_rgba(pixels))
             base = torch.from_numpy(np.stack(rgb_planes))[None]
+        elif deep:  # the global part as 16-bit codes (OpenColorIO's op: ~4x grid_sample's speed)
+            base = torch.from_numpy(np.stack(cv2.split(apply_lut_u16(self.guide_lut, rgb))))[None]
         frame = None
         if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
