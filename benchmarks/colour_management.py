@@ -10,6 +10,8 @@ throughput of a log clip against the same clip in Rec.709, and two cameras grade
   interleaved, medians of ``--repeats``; and what the composition costs once per shot;
 * 16-bit lookups: each of those tables on a 16-bit 1080p frame by OpenColorIO's ``Lut3D`` op (what
   ``grade`` uses) against ``grid_sample`` in float (what it used before), interleaved;
+* ``--keep-log`` around a learned look: the two lookups with the clipped working values given back
+  (``ColourPipeline.outside``) against without, on the bear frame and on a frame half outside AP1;
 * accuracy: mean / p99 ΔE2000 of the baked round trip against the processor on random code values;
 * throughput: a sample clip (``--frames`` frames at ``--width``) graded in fast mode as Rec.709, and the
   same pictures as S-Log3 (converted from the Rec.709 pictures through the inverse ACES view, 16-bit)
@@ -207,6 +209,51 @@ def u16_paths(shared: Path, repeats: int) -> list[list]:
     return rows
 
 
+def saturated_tiles(h: int, w: int) -> np.ndarray:
+    """S-Log3 / S-Gamut3.Cine codes ``(h, w, 3)``: half grey, half near-primary colours outside AP1 (tiled)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import colour
+    lin = np.full((h, w, 3), 0.18)
+    tiles = ([0.4, 5e-4, 5e-4], [5e-4, 0.3, 5e-4], [5e-4, 5e-4, 0.3], [2.0, 0.02, 0.9])
+    for i, c in enumerate(tiles):
+        lin[:, (2 * i + 1) * w // 8 : (2 * i + 2) * w // 8] = c
+    return np.clip(colour.models.log_encoding_SLog3(lin), 0, 1)
+
+
+def keep_log_outside(shared: Path, repeats: int) -> list[list]:
+    """The two lookups around a learned look for a ``--keep-log`` output, with the clipped working values
+    given back (``ColourPipeline.outside``) and without, on 1080p frames (no grade between them):
+    ``[frame, layout, marked share, with ms, without ms]``, interleaved medians."""
+    cp = colour_pipeline("slog3", None, None, True, None)
+    frames = {"bear as S-Log3": log_frame_1080(shared), "half outside AP1": saturated_tiles(1080, 1920)}
+    rows = []
+    for name, codes in frames.items():
+        for layout in ("16-bit RGB", "8-bit RGBA"):
+            if layout == "16-bit RGB":
+                px = (codes * 65535 + 0.5).astype(np.uint16)
+            else:
+                px = np.dstack([(codes * 255 + 0.5).astype(np.uint8), np.full(codes.shape[:2], 255, np.uint8)])
+
+            def given_back(p=px) -> None:
+                w = cp.frame_in(p)
+                cp.frame_out(w, cp.outside(p, w))
+
+            fns = {"with": given_back, "without": lambda p=px: cp.frame_out(cp.frame_in(p))}
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for fn in fns.values():
+                fn()
+            for _ in range(repeats):
+                for k, fn in fns.items():
+                    t0 = time.perf_counter()
+                    fn()
+                    times[k].append(1000 * (time.perf_counter() - t0))
+            marked = cp.outside(px, cp.frame_in(px))
+            share = 0.0 if marked is None else len(marked[0]) / codes[..., 0].size
+            rows.append([name, layout, share, statistics.median(times["with"]), statistics.median(times["without"])])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -226,6 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = u16_paths(shared, args.repeats)
     out["u16_ms"] = rows
     print(table(["16-bit 1080p lookup", "OCIO Lut3D ms", "grid_sample ms", "speed-up"], rows))
+    rows = keep_log_outside(shared, args.repeats)
+    out["keep_log_outside_ms"] = rows
+    headers = ["--keep-log, two lookups", "layout", "marked share", "clipped part given back ms", "clipped ms"]
+    print(table(headers, rows))
     rows = cost(args.repeats)
     out["cost_ms"] = rows
     print(table(["1080p transform", "OCIO processor ms", "baked, 8-bit RGBA ms", "baked, 16-bit RGB ms"], rows))

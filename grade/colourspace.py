@@ -159,6 +159,23 @@ def bake(src: str, dst: str, config=None, size: int = BAKE_SIZE) -> torch.Tensor
     return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
 
 
+def _clip_marks(src: str, dst: str, config, size: int = BAKE_SIZE) -> torch.Tensor | None:
+    """Where ``src -> dst`` leaves [0, 1] (saturated wide-gamut colours below 0 in ACEScct): a ``(3, N, N,
+    N)`` table whose first channel is 1 at the input codes whose exact value the baked table clips, 0
+    elsewhere (the other channels 0), so that a lookup marks every pixel in a cell touching such a code;
+    None when the transform never leaves [0, 1]."""
+    from grade.lut import grid_points
+
+    pts = grid_points(size).numpy().astype(np.float32)
+    out = np.nan_to_num(ocio_apply(pts, src, dst, config), nan=0.0)
+    clipped = ((out < 0.0) | (out > 1.0)).any(1)
+    if not clipped.any():
+        return None
+    marks = torch.zeros(3, size**3)
+    marks[0] = torch.from_numpy(clipped.astype(np.float32))
+    return marks.reshape(3, size, size, size).contiguous()
+
+
 @dataclass
 class ColourPipeline:
     """The colour-managed path of one grade: ``input -> working`` for the frames and key frames,
@@ -175,6 +192,10 @@ class ColourPipeline:
         self.from_working = bake(self.working, self.output, config)
         srgb = ALIASES["srgb"] if ALIASES["srgb"] in list(config.getColorSpaceNames()) else self.input
         self.reference_in = bake(srgb, self.working, config)
+        # a display view clamps what lies outside the working space's [0, 1] itself; a scene-referred
+        # output (--keep-log, a log or linear --output-space) must get those values back (outside())
+        self.scene_output = not is_display(self.output, config)
+        self.clipped_in = _clip_marks(self.input, self.working, config) if self.scene_output else None
         self._packed: dict[str, object] = {}
         self._managed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
@@ -206,9 +227,43 @@ class ColourPipeline:
         """A decoded frame (input space) in the working space, same layout."""
         return self._apply("to_working", pixels)
 
-    def frame_out(self, pixels: np.ndarray) -> np.ndarray:
-        """A graded frame (working space) in the output space, same layout."""
-        return self._apply("from_working", pixels)
+    def frame_out(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """A graded frame (working space) in the output space, same layout. ``outside`` (from
+        :meth:`outside`): pixels whose working values the working space's [0, 1] clipped; each gets what
+        the clip took off added back to its graded value, through OCIO's exact processor."""
+        out = self._apply("from_working", pixels)
+        if outside is None:
+            return out
+        idx, lost = outside
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        channels = pixels.shape[-1]
+        graded = pixels.reshape(-1, channels)[idx, :3].astype(np.float32) / scale + lost
+        exact = np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0)
+        flat = out.reshape(-1, channels)
+        flat[idx, :3] = (np.clip(exact, 0.0, 1.0) * scale + 0.5).astype(out.dtype)
+        return out
+
+    def outside(self, pixels: np.ndarray, working: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """What :meth:`frame_in` clipped: ``(indices, lost)``, the flat indices of the pixels whose working
+        values a scene-referred output needs back (those in a cell of :attr:`clipped_in` that touches a
+        clipped node: all the clipped ones, and some next to them), and
+        ``lost`` ``(P, 3)`` float32, their exact working values (OCIO's processor) minus the codes the
+        grade sees. None when there are none, or when the output is a display (its view clamps them).
+
+        A grade that works on the clipped codes (a learned look: its field is fitted on them) then moves
+        these colours as it moves their clipped value, and :meth:`frame_out` adds ``lost`` back: a
+        ``--keep-log`` identity grade returns saturated wide-gamut colours as they came."""
+        if self.clipped_in is None:
+            return None
+        marks = self._apply("clipped_in", pixels)[..., 0]
+        if not marks.any():
+            return None
+        idx = np.flatnonzero(marks)
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        source = pixels.reshape(-1, pixels.shape[-1])[idx, :3].astype(np.float32) / scale
+        exact = np.nan_to_num(self._exact_apply("float_in", source), nan=0.0)
+        lost = exact - working.reshape(-1, working.shape[-1])[idx, :3].astype(np.float32) / scale
+        return idx, lost
 
     def reference(self, rgb: torch.Tensor) -> torch.Tensor:
         """A reference still ``(3, H, W)`` in [0, 1] (sRGB) in the working space."""

@@ -116,10 +116,12 @@ def test_keep_log_round_trip_is_within_one_10bit_code(capsys, cameras) -> None:
     assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
 
 
-def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path, mode: str) -> None:
     """Colours of S-Gamut3.Cine that lie outside ACEScct's AP1 primaries (near-primary reds, greens and
     blues: negative working values) come back from a ``--keep-log`` identity grade as they went in, not
-    clipped at the working space's 0 (which moved them by hundreds of 10-bit codes)."""
+    clipped at the working space's 0 (which moved them by hundreds of 10-bit codes): through the fast
+    look's composed table, and around a learned look (two lookups, the clipped part added back)."""
     lin = np.full((H, W, 3), 0.18)
     for i, c in enumerate(([0.4, 5e-4, 5e-4], [5e-4, 0.3, 5e-4], [5e-4, 5e-4, 0.3], [2.0, 0.02, 0.9])):
         lin[8:40, 4 + 15 * i : 16 + 15 * i] = c  # S-Gamut3.Cine linear
@@ -127,7 +129,7 @@ def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path) -
     src = write_rgb16(tmp_path / "saturated.mkv", [codes] * 2)
     out = tmp_path / "identity.mkv"
     code, _, err = run(
-        capsys, src, "--look", make_still(tmp_path / "ref.png"), "--mode", "fast", "--strength", "0",
+        capsys, src, "--look", make_still(tmp_path / "ref.png"), "--mode", mode, "--strength", "0",
         "--input-space", "slog3", "--keep-log", "--codec", "ffv1", "-o", out, "-q",
     )  # fmt: skip
     assert code == 0, err
