@@ -175,7 +175,7 @@ class U16Table:
         import PyOpenColorIO as ocio
 
         n = lut.shape[-1]
-        data = np.ascontiguousarray(lut.detach().float().permute(1, 2, 3, 0).numpy())  # [r, g, b, c]: OCIO's order
+        data = np.ascontiguousarray(lut.detach().cpu().float().permute(1, 2, 3, 0).numpy())  # [r, g, b, c]: OCIO
         transform = ocio.Lut3DTransform(gridSize=n)
         transform.setData(data.reshape(-1))
         transform.setInterpolation(ocio.INTERP_LINEAR)
