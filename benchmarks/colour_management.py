@@ -56,6 +56,19 @@ def median_ms(fn, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:
+    """Median ms of each function, run once untimed, then ``repeats`` rounds taking turns."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(1000 * (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def cost(repeats: int) -> list[list]:
     rows = []
     cp = colour_pipeline("slog3", None, None, False, None)
@@ -115,15 +128,7 @@ def composed(shared: Path, repeats: int) -> dict:
         fns = {"look": lambda f=frame: grade.grade(f, h, w), "composed": lambda f=frame: m.grade(f, h, w)}
         if not native:  # the two separate lookups around the look (grade's path before the composed table)
             fns["separate"] = lambda f=frame: cp.frame_out(grade.grade(cp.frame_in(f), h, w))
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for fn in fns.values():
-            fn()
-        for _ in range(repeats):  # side by side, interleaved
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(1000 * (time.perf_counter() - t0))
-        med = {k: statistics.median(v) for k, v in times.items()}
+        med = interleaved_ms(fns, repeats)  # side by side
         sep = med.get("separate")
         extra = [sep, sep - med["look"]] if sep is not None else ["-", "-"]
         rows.append([label, med["look"], med["composed"], med["composed"] - med["look"], *extra])
@@ -195,15 +200,8 @@ def u16_paths(shared: Path, repeats: int) -> list[list]:
             "ocio": lambda t=table_, f=frame: apply_lut_u16(t, f),
             "torch": lambda t=table_, f=frame: apply_lut_u16_float(t, f),
         }
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for fn in fns.values():
-            fn()
-        for _ in range(repeats):
-            for k, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                times[k].append(1000 * (time.perf_counter() - t0))
-        o, g = statistics.median(times["ocio"]), statistics.median(times["torch"])
+        med = interleaved_ms(fns, repeats)
+        o, g = med["ocio"], med["torch"]
         rows.append([label, o, g, g / o])
     m.release()
     return rows
@@ -240,17 +238,10 @@ def keep_log_outside(shared: Path, repeats: int) -> list[list]:
                 cp.frame_out(w, cp.outside(p, w))
 
             fns = {"with": given_back, "without": lambda p=px: cp.frame_out(cp.frame_in(p))}
-            times: dict[str, list[float]] = {k: [] for k in fns}
-            for fn in fns.values():
-                fn()
-            for _ in range(repeats):
-                for k, fn in fns.items():
-                    t0 = time.perf_counter()
-                    fn()
-                    times[k].append(1000 * (time.perf_counter() - t0))
+            med = interleaved_ms(fns, repeats)
             marked = cp.outside(px, cp.frame_in(px))
             share = 0.0 if marked is None else len(marked[0]) / codes[..., 0].size
-            rows.append([name, layout, share, statistics.median(times["with"]), statistics.median(times["without"])])
+            rows.append([name, layout, share, med["with"], med["without"]])
     return rows
 
 
