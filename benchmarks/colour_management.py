@@ -10,8 +10,9 @@ throughput of a log clip against the same clip in Rec.709, and two cameras grade
   interleaved, medians of ``--repeats``; and what the composition costs once per shot;
 * 16-bit lookups: each of those tables on a 16-bit 1080p frame by OpenColorIO's ``Lut3D`` op (what
   ``grade`` uses) against ``grid_sample`` in float (what it used before), interleaved;
-* ``--keep-log`` around a learned look: the two lookups with the clipped working values given back
-  (``ColourPipeline.outside``) against without, on the bear frame and on a frame half outside AP1;
+* ``--keep-log`` around a learned look: the two lookups with the pixels the baked tables get wrong sent
+  through OCIO's exact processors (``ColourPipeline.outside``) against the plain lookups, on the bear
+  frame and on a frame half outside AP1;
 * accuracy: mean / p99 ΔE2000 of the baked round trip against the processor on random code values;
 * throughput: a sample clip (``--frames`` frames at ``--width``) graded in fast mode as Rec.709, and the
   same pictures as S-Log3 (converted from the Rec.709 pictures through the inverse ACES view, 16-bit)
@@ -220,8 +221,10 @@ def saturated_tiles(h: int, w: int) -> np.ndarray:
 
 
 def keep_log_outside(shared: Path, repeats: int) -> list[list]:
-    """The two lookups around a learned look for a ``--keep-log`` output, with the clipped working values
-    given back (``ColourPipeline.outside``) and without, on 1080p frames (no grade between them):
+    """The two lookups around a learned look for a ``--keep-log`` output, with the pixels the baked tables
+    get wrong (clipped working values, cells off by more than a 10-bit code) through OCIO's exact
+    processors (``ColourPipeline.outside`` and ``frame_out``) and the two plain lookups, on 1080p frames
+    (no grade between them):
     ``[frame, layout, marked share, with ms, without ms]``, interleaved medians."""
     cp = colour_pipeline("slog3", None, None, True, None)
     frames = {"bear as S-Log3": log_frame_1080(shared), "half outside AP1": saturated_tiles(1080, 1920)}
@@ -237,7 +240,7 @@ def keep_log_outside(shared: Path, repeats: int) -> list[list]:
                 w = cp.frame_in(p)
                 cp.frame_out(w, cp.outside(p, w))
 
-            fns = {"with": given_back, "without": lambda p=px: cp.frame_out(cp.frame_in(p))}
+            fns = {"with": given_back, "without": lambda p=px: cp._apply("from_working", cp.frame_in(p))}
             med = interleaved_ms(fns, repeats)
             marked = cp.outside(px, cp.frame_in(px))
             share = 0.0 if marked is None else len(marked[0]) / codes[..., 0].size

@@ -159,21 +159,37 @@ def bake(src: str, dst: str, config=None, size: int = BAKE_SIZE) -> torch.Tensor
     return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
 
 
-def _clip_marks(src: str, dst: str, config, size: int = BAKE_SIZE) -> torch.Tensor | None:
-    """Where ``src -> dst`` leaves [0, 1] (saturated wide-gamut colours below 0 in ACEScct): a ``(3, N, N,
-    N)`` table whose first channel is 1 at the input codes whose exact value the baked table clips, 0
-    elsewhere (the other channels 0), so that a lookup marks every pixel in a cell touching such a code;
-    None when the transform never leaves [0, 1]."""
-    from grade.lut import grid_points
+def _clip_marks(src: str, dst: str, config, size: int = BAKE_SIZE, tol: float = 1 / 1023) -> torch.Tensor | None:
+    """Where the baked ``src -> dst`` table (:func:`bake`) is not the transform: a ``(3, N, N, N)`` table
+    whose first channel is 1 at the nodes of every cell where the exact transform leaves [0, 1] (saturated
+    wide-gamut colours below 0 in ACEScct), has no value (NaN), or is more than ``tol`` (one 10-bit
+    code) from the table at the cell's centre (log to log through a matrix bends hard for saturated
+    colours), 0 elsewhere (the other channels 0); a lookup then marks the pixels of those cells. None
+    when there are none."""
+    from grade.lut import apply_lut, grid_points
 
     pts = grid_points(size).numpy().astype(np.float32)
-    out = np.nan_to_num(ocio_apply(pts, src, dst, config), nan=0.0)
-    clipped = ((out < 0.0) | (out > 1.0)).any(1)
-    if not clipped.any():
+    nodes = ocio_apply(pts, src, dst, config)
+    table = torch.from_numpy(np.clip(np.nan_to_num(nodes, nan=0.0), 0.0, 1.0)).T.reshape(3, size, size, size)
+    centres = (grid_points(size - 1).numpy() * (size - 2) + 0.5) / (size - 1)  # (size-1)^3 cell centres
+    exact = ocio_apply(centres.astype(np.float32), src, dst, config)
+    with torch.inference_mode():
+        baked = apply_lut(table.float(), torch.from_numpy(centres).float().T.reshape(1, 3, -1, 1))[0, :, :, 0].T
+    with np.errstate(invalid="ignore"):
+        bad_node = ~np.isfinite(nodes).all(1) | ((nodes < 0.0) | (nodes > 1.0)).any(1)
+        off = np.abs(np.nan_to_num(exact, nan=10.0) - baked.numpy()).max(1) > tol
+        bad_cell = off | ~np.isfinite(exact).all(1) | ((exact < 0.0) | (exact > 1.0)).any(1)
+    marks = torch.from_numpy(bad_node.reshape(size, size, size))
+    cells = torch.from_numpy(bad_cell.reshape(size - 1, size - 1, size - 1))
+    for dr in (0, 1):  # every corner of a bad cell
+        for dg in (0, 1):
+            for db in (0, 1):
+                marks[dr : dr + size - 1, dg : dg + size - 1, db : db + size - 1] |= cells
+    if not bool(marks.any()):
         return None
-    marks = torch.zeros(3, size**3)
-    marks[0] = torch.from_numpy(clipped.astype(np.float32))
-    return marks.reshape(3, size, size, size).contiguous()
+    out = torch.zeros(3, size, size, size)
+    out[0] = marks.float()
+    return out.contiguous()
 
 
 @dataclass
@@ -195,8 +211,8 @@ class ColourPipeline:
         # a display view clamps what lies outside the working space's [0, 1] itself; a scene-referred
         # output (--keep-log, a log or linear --output-space) must get those values back (outside())
         self.scene_output = not is_display(self.output, config)
-        self.clipped_in = _clip_marks(self.input, self.working, config) if self.scene_output else None
         self._packed: dict[str, object] = {}
+        self._marks_made: dict[str, torch.Tensor | None] = {}
         self._managed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
@@ -230,33 +246,67 @@ class ColourPipeline:
     def frame_out(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """A graded frame (working space) in the output space, same layout. ``outside`` (from
         :meth:`outside`): pixels whose working values the working space's [0, 1] clipped; each gets what
-        the clip took off added back to its graded value, through OCIO's exact processor."""
+        the clip took off added back to its graded value, through OCIO's exact processor. For a
+        scene-referred output, pixels in a cell of the output table where the output space's own [0, 1]
+        clipped a node (ACEScct colours outside S-Gamut3.Cine, say), or where the table is off by more
+        than a code of the frame's depth (:func:`_clip_marks`), go through that processor too: the table
+        would move them by up to hundreds of 10-bit codes."""
         out = self._apply("from_working", pixels)
-        if outside is None:
+        near = None  # pixels in a cell where the output table is not the transform
+        which = self._marks("out", pixels.dtype)
+        if which is not None:
+            marks = self._apply(which, pixels)[..., 0]
+            near = np.flatnonzero(marks) if marks.max() else None  # max(): 10x faster than nonzero
+        if outside is None and near is None:
             return out
-        idx, lost = outside
-        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
         channels = pixels.shape[-1]
+        idx, lost = outside if outside is not None else (np.zeros(0, np.int64), np.zeros((0, 3), np.float32))
+        if near is not None:  # one exact pass over both sets, a pixel of both with its lost part
+            extra = np.setdiff1d(near, idx, assume_unique=True)
+            idx = np.concatenate([idx, extra])
+            lost = np.concatenate([lost, np.zeros((len(extra), 3), np.float32)])
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
         graded = pixels.reshape(-1, channels)[idx, :3].astype(np.float32) / scale + lost
         exact = np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0)
         flat = out.reshape(-1, channels)
         flat[idx, :3] = (np.clip(exact, 0.0, 1.0) * scale + 0.5).astype(out.dtype)
         return out
 
+    def _marks(self, side: str, dtype) -> str | None:
+        """The name of the marks table (:func:`_clip_marks`) of the input (``side="in"``) or output table
+        for frames of ``dtype``, built on first use and kept with the baked tables; None for a display
+        output or where the table needs none. Tolerance: one code of the frame's depth, counted in
+        10-bit codes for 16-bit frames (a 10-bit log source)."""
+        if not self.scene_output:
+            return None
+        deep = np.dtype(dtype) == np.uint16
+        name = f"marks_{side}{16 if deep else 8}"
+        with self._lock:
+            if name not in self._marks_made:
+                src, dst = (self.input, self.working) if side == "in" else (self.working, self.output)
+                tol = 1 / 1023 if deep else 1 / 255
+                self._marks_made[name] = _clip_marks(src, dst, load_config(self.config_source), tol=tol)
+            made = self._marks_made[name]
+        if made is None:
+            return None
+        setattr(self, name, made)  # where _apply finds its tables
+        return name
+
     def outside(self, pixels: np.ndarray, working: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """What :meth:`frame_in` clipped: ``(indices, lost)``, the flat indices of the pixels whose working
-        values a scene-referred output needs back (those in a cell of :attr:`clipped_in` that touches a
-        clipped node: all the clipped ones, and some next to them), and
+        values a scene-referred output needs back (those in a cell of the input table where
+        :func:`_clip_marks` found it clipped or off: all the clipped ones, and some next to them), and
         ``lost`` ``(P, 3)`` float32, their exact working values (OCIO's processor) minus the codes the
         grade sees. None when there are none, or when the output is a display (its view clamps them).
 
         A grade that works on the clipped codes (a learned look: its field is fitted on them) then moves
         these colours as it moves their clipped value, and :meth:`frame_out` adds ``lost`` back: a
         ``--keep-log`` identity grade returns saturated wide-gamut colours as they came."""
-        if self.clipped_in is None:
+        which = self._marks("in", pixels.dtype)
+        if which is None:
             return None
-        marks = self._apply("clipped_in", pixels)[..., 0]
-        if not marks.any():
+        marks = self._apply(which, pixels)[..., 0]
+        if not marks.max():  # 10x faster than nonzero, which is only needed for frames with marks
             return None
         idx = np.flatnonzero(marks)
         scale = 65535.0 if pixels.dtype == np.uint16 else 255.0

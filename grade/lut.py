@@ -195,7 +195,10 @@ class U16Table:
         out = np.array(rgb16, dtype=np.uint16, order="C", copy=True)
         if out.ndim != 3 or out.shape[2] != 3:
             raise ValueError(f"expected a 16-bit RGB frame (H, W, 3), got shape {out.shape}")
-        bands = [out[y : y + rows] for y in range(0, out.shape[0], max(1, rows))]
+        if out.size == 0:
+            return out
+        rows = max(1, rows)
+        bands = [out[y : y + rows] for y in range(0, out.shape[0], rows)]
         pool = _u16_pool() if out.shape[0] * out.shape[1] >= 200_000 and len(bands) > 1 else None
         if pool is None:
             for band in bands:
@@ -250,9 +253,15 @@ def u16_table(lut: torch.Tensor) -> U16Table:
     return table
 
 
+OCIO_MAX_GRID = 129  # the largest 3D LUT OpenColorIO's Lut3DTransform takes (a .cube may hold up to 256)
+
+
 def apply_lut_u16(lut: torch.Tensor, rgb16: np.ndarray, rows: int = 256) -> np.ndarray:
     """Grade a 16-bit RGB frame ``(H, W, 3)`` through ``lut`` (trilinear, as :func:`apply_lut`, within one
-    16-bit code of it), in bands of ``rows`` rows: :class:`U16Table`."""
+    16-bit code of it), in bands of ``rows`` rows: :class:`U16Table`, or for a table of more than
+    :data:`OCIO_MAX_GRID` points :func:`apply_lut_u16_float`."""
+    if lut.shape[-1] > OCIO_MAX_GRID:
+        return apply_lut_u16_float(lut, rgb16, max(1, rows))
     return u16_table(lut).apply(rgb16, rows)
 
 

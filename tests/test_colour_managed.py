@@ -137,6 +137,34 @@ def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path, m
     assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
 
 
+def test_keep_log_lookups_around_a_learned_look_send_the_cells_the_tables_miss_to_ocio() -> None:
+    """The two baked lookups around a learned look (``--keep-log``: S-Log3 -> ACEScct -> S-Log3) on any
+    S-Log3 code values, no grade between: where the tables clip or bend away from the transform, the
+    pixels go through OCIO's exact processors: at 16 bits 1.8 % of the pixels come back more than one
+    10-bit code off (the plain tables: 80 %, up to 737 codes), at 8 bits 6.4 % more than one 8-bit
+    code (72.5 %)."""
+    from grade.colourspace import colour_pipeline
+
+    cp = colour_pipeline("slog3", None, None, True, None)
+    codes = np.random.default_rng(0).uniform(0.093, 1.0, (120, 160, 3))
+    for scale, dtype in ((65535, np.uint16), (255, np.uint8)):
+        px = (codes * scale + 0.5).astype(dtype)
+        if dtype == np.uint8:
+            px = np.dstack([px, np.full(px.shape[:2], 255, np.uint8)])  # the render's 8-bit RGBA layout
+        working = cp.frame_in(px)
+        back = cp.frame_out(working, cp.outside(px, working))
+        plain = cp._apply("from_working", working)
+        off = (np.abs(back[..., :3].astype(float) - px[..., :3]) * 1023 / scale).max(-1)
+        off_plain = (np.abs(plain[..., :3].astype(float) - px[..., :3]) * 1023 / scale).max(-1)
+        tol = 1.001 * (1.0 if dtype == np.uint16 else 1023 / 255)  # one code of the frame's depth
+        # 8 bits: the learned look works on an 8-bit working frame, and one working code moves a saturated
+        # colour by several output codes where the log-to-log transform is steep (the plain tables: 72 %)
+        assert (off > tol).mean() < (0.03 if dtype == np.uint16 else 0.10), (dtype, (off > tol).mean())
+        assert (off_plain > tol).mean() > 2 * (off > tol).mean()  # the test can tell the fix
+        if dtype == np.uint8:
+            assert (back[..., 3] == 255).all()
+
+
 def test_log_to_rec709_output_is_tagged(capsys, cameras) -> None:
     out = cameras["root"] / "tagged.mp4"
     code, _, err = run(

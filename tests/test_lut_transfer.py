@@ -81,6 +81,11 @@ def test_16_bit_lookup_is_the_float_lookup_within_one_code_and_follows_changes_t
     again = apply_lut_u16(lut, deep, rows=64)
     assert np.abs(again.astype(np.int64) - apply_lut_u16_float(lut, deep)).max() <= 1
     assert np.abs(again.astype(np.int64) - out).max() > 10000
+    # a table larger than OpenColorIO's op takes (a .cube may hold up to 256 points) still grades
+    big = identity_lut(130).flip(0).contiguous()
+    small = deep[:8, :8]
+    assert np.abs(apply_lut_u16(big, small).astype(np.int64) - apply_lut_u16_float(big, small)).max() <= 1
+    assert apply_lut_u16(lut, deep[:0]).shape == (0, 400, 3)
 
 
 def test_fast_transfer_moves_the_look_and_keeps_structure(pair) -> None:
