@@ -9,7 +9,8 @@ management, and 8-bit 4:2:0 frames stay in their YCbCr when the output keeps the
 
 A learned look (a base table and a per-pixel affine field on top) keeps the two lookups around it
 (~5 ms a 1080p 8-bit frame, ~35 ms a 16-bit one); for a scene-referred output, pixels whose working values
-the working space's [0, 1] clipped get the clipped part back (:meth:`ColourPipeline.outside`). Its
+the working space's [0, 1] clipped get the clipped part back, and pixels where either baked table is more
+than a code off go through OCIO's exact processors (:meth:`ColourPipeline.outside`, ~20 / ~90 ms). Its
 input transform could go into the base table, but its field is fitted on the frame shrunk to working
 resolution, inside :meth:`LearnedLook.apply_pixels`: shrunk in the input space and converted after, the
 field moves (measured on 16-bit S-Log3 against OCIO's exact path: mean ΔE2000 0.30 folded, 0.05 separate).
