@@ -154,8 +154,12 @@ def bake(src: str, dst: str, config=None, size: int = BAKE_SIZE) -> torch.Tensor
     from grade.lut import grid_points
 
     pts = grid_points(size).numpy().astype(np.float32)  # (N^3, 3) RGB
-    out = ocio_apply(pts, src, dst, config)
-    out = np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+    return _as_table(ocio_apply(pts, src, dst, config), size)
+
+
+def _as_table(nodes: np.ndarray, size: int) -> torch.Tensor:
+    """Exact values at the grid's nodes ``(N^3, 3)`` as the baked LUT ``(3, N, N, N)``: NaN as 0, clipped."""
+    out = np.clip(np.nan_to_num(nodes, nan=0.0), 0.0, 1.0)
     return torch.from_numpy(out).T.reshape(3, size, size, size).contiguous()
 
 
@@ -170,7 +174,7 @@ def _clip_marks(src: str, dst: str, config, size: int = BAKE_SIZE, tol: float = 
 
     pts = grid_points(size).numpy().astype(np.float32)
     nodes = ocio_apply(pts, src, dst, config)
-    table = torch.from_numpy(np.clip(np.nan_to_num(nodes, nan=0.0), 0.0, 1.0)).T.reshape(3, size, size, size)
+    table = _as_table(nodes, size)  # what bake() gives
     centres = (grid_points(size - 1).numpy() * (size - 2) + 0.5) / (size - 1)  # (size-1)^3 cell centres
     exact = ocio_apply(centres.astype(np.float32), src, dst, config)
     with torch.inference_mode():
@@ -285,12 +289,11 @@ class ColourPipeline:
             if name not in self._marks_made:
                 src, dst = (self.input, self.working) if side == "in" else (self.working, self.output)
                 tol = 1 / 1023 if deep else 1 / 255
-                self._marks_made[name] = _clip_marks(src, dst, load_config(self.config_source), tol=tol)
-            made = self._marks_made[name]
-        if made is None:
-            return None
-        setattr(self, name, made)  # where _apply finds its tables
-        return name
+                made = _clip_marks(src, dst, load_config(self.config_source), tol=tol)
+                self._marks_made[name] = made
+                if made is not None:
+                    setattr(self, name, made)  # where _apply finds its tables
+            return name if self._marks_made[name] is not None else None
 
     def outside(self, pixels: np.ndarray, working: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """What :meth:`frame_in` clipped: ``(indices, lost)``, the flat indices of the pixels whose working
