@@ -72,3 +72,25 @@ def test_missing_or_readonly_folder(tmp_path: Path) -> None:
             check_output_path(ro / "o.mp4", [], force=False)
     finally:
         ro.chmod(0o700)
+
+
+def test_a_killed_writer_not_yet_reaped_leaves_a_stale_temp(tmp_path: Path) -> None:
+    """A temporary file whose writer is a zombie (killed, its parent gone or not waiting: a lost Ray node's
+    worker) is stale; a live writer's is kept."""
+    import subprocess
+    import time
+
+    from grade.io.atomic import TMP_MARK, remove_stale_temps
+
+    out = tmp_path / "clip.mp4"
+    child = subprocess.Popen(["sleep", "30"])
+    live = tmp_path / f".clip{TMP_MARK}{child.pid}-aaaa.mp4"
+    live.write_bytes(b"x")
+    assert remove_stale_temps(out) == [] and live.exists()  # its writer lives
+    child.kill()
+    time.sleep(0.2)  # dead, not reaped: a zombie until wait()
+    assert remove_stale_temps(out) == [live] and not live.exists()
+    child.wait()
+    other = tmp_path / f".clip{TMP_MARK}{os.getpid()}-bbbb.mp4"  # this process's own: kept unless any_writer
+    other.write_bytes(b"x")
+    assert remove_stale_temps(out) == [] and remove_stale_temps(out, any_writer=True) == [other]

@@ -21,9 +21,11 @@ publishes atomically at the final path.
 
 Ray is optional (``pip install "grade[ray]"``): it is imported only here, when the engine is used.
 
-Test hook: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the first task that
-renders a frame create the marker and kill its own worker process (``os._exit``) mid-event, to show that a
-lost worker is retried (``max_retries``) and leaves no half-written clip. Not for users.
+Test hooks, not for users: ``GRADE_RAY_TEST_CRASH_ONCE=<marker path>`` in the driver's environment makes the
+first task that renders a frame create the marker and kill its own worker process (``os._exit``) mid-event,
+to show that a lost worker is retried (``max_retries``) and leaves no half-written clip.
+``GRADE_RAY_TEST_KILL_NODE=<marker path>`` does the same on the first node that is not the head, and kills
+that whole node first (its raylet, the worker's parent): a node lost mid-event.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import hashlib
 import logging
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -40,9 +43,10 @@ from pathlib import Path
 from typing import Any
 
 from grade.errors import GradeError, InputError
-from grade.io.atomic import atomic_output
+from grade.io.atomic import atomic_output, remove_stale_temps
 
-CRASH_HOOK = "GRADE_RAY_TEST_CRASH_ONCE"  # test hook (see the module docstring)
+CRASH_HOOK = "GRADE_RAY_TEST_CRASH_ONCE"  # test hooks (see the module docstring)
+NODE_HOOK = "GRADE_RAY_TEST_KILL_NODE"
 PROBE_PREFIX = ".grade-ray-probe-"
 
 _RAY_GRADES: dict = {}  # in a worker process: (look digest, strength, stabilise, regional) -> ShotGrade
@@ -66,11 +70,43 @@ def _start(ray, address: str | None) -> bool:
     if not address:
         kwargs["num_cpus"] = os.cpu_count() or 1
     try:
-        ray.init(address=address or None, **kwargs)
+        with _quiet_stderr() if address else contextlib.nullcontext():
+            ray.init(address=address or None, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-        raise InputError(f"--engine ray: cannot start or reach {where}: {e}") from None
+        if _refused_token(e):
+            raise InputError(
+                f"--engine ray: {where} refused this machine's token (a cluster started with token "
+                "authentication: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH as on its nodes)"
+            ) from None
+        raise InputError(f"--engine ray: cannot start or reach {where}: {' '.join(str(e).split())}") from None
     return True
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """File descriptor 2 to a discarded temporary file: while connecting to a cluster, Ray's core logs a
+    warning a second (from C++, below Python's logging) on every failed try; the failure is one line of ours."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _refused_token(e: BaseException | None) -> bool:
+    """Whether a failed ``ray.init`` (or what caused it) was the cluster refusing the auth token."""
+    while e is not None:
+        if "InvalidAuthToken" in str(e) or type(e).__name__ == "AuthenticationError":
+            return True
+        e = e.__cause__ or e.__context__
+    return False
 
 
 # ---- the tasks (plain functions, wrapped with ray.remote by the driver: this module imports without Ray)
@@ -86,10 +122,11 @@ def _probe_task(folder: str, name: str, token: str) -> str:
 
 
 class _CrashOnce:
-    """Test hook: a ShotGrade stand-in that kills its worker process on the 3rd frame, once per marker."""
+    """Test hook: a ShotGrade stand-in that kills its worker process on the 3rd frame, once per marker;
+    with ``node``, only on a node that is not the head, and that node's raylet (the worker's parent) too."""
 
-    def __init__(self, grade, marker: str) -> None:
-        self._grade, self._marker, self._frames = grade, marker, 0
+    def __init__(self, grade, marker: str, node: bool = False) -> None:
+        self._grade, self._marker, self._node, self._frames = grade, marker, node, 0
 
     def __getattr__(self, name: str):  # the rest of a ShotGrade's interface (black, learned, lut, release, ...)
         return getattr(self._grade, name)
@@ -99,14 +136,24 @@ class _CrashOnce:
 
     def grade(self, *args, **kwargs):
         self._frames += 1
-        if self._frames == 3:
+        if self._frames == 3 and not (self._node and _on_head()):
             try:
                 os.close(os.open(self._marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
             except FileExistsError:
                 pass  # already crashed once: render normally
             else:
+                if self._node:
+                    os.kill(os.getppid(), signal.SIGKILL)  # the node's raylet: the whole node is lost
                 os._exit(1)  # the worker dies mid-event, its temporary clip half-written
         return self._grade.grade(*args, **kwargs)
+
+
+def _on_head() -> bool:
+    """Whether this Ray task runs on the cluster's head node."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return any(n["NodeID"] == node and "node:__internal_head__" in n["Resources"] for n in ray.nodes())
 
 
 def _task_device():
@@ -175,6 +222,7 @@ def _render_task(
     preset_working: str | None,
     crash_marker: str | None,
     media_bytes: bytes | None = None,
+    crash_node: bool = False,
 ) -> tuple[int, float, bytes | None]:
     """One event as a Ray task: render ``media[first:end)`` through the scene's look into ``output``.
 
@@ -191,7 +239,7 @@ def _render_task(
     options = GradeOptions.model_validate_json(options_json).model_copy(update={"device": device.type})
     grade = _look_grade(kind, look, options.strength, options.stabilise, options.regional, device)
     if crash_marker:
-        grade = _CrashOnce(grade, crash_marker)
+        grade = _CrashOnce(grade, crash_marker, crash_node)
     if media_bytes is None:
         frames = render_event(grade, Path(media), Path(output), first, end, cdl, options, input_space, preset_working)
         return frames, time.perf_counter() - t, None
@@ -342,7 +390,8 @@ def render_ray(
             if any(p.scene == scene for p in pending)
         }
         render = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=retries)(_render_task)
-        crash = os.environ.get(CRASH_HOOK) or None
+        crash_node = bool(os.environ.get(NODE_HOOK))
+        crash = os.environ.get(NODE_HOOK) or os.environ.get(CRASH_HOOK) or None
         options_json = options.model_dump_json()
         for p in pending:
             kind, look = looks[p.scene]
@@ -359,6 +408,7 @@ def render_ray(
                 working.get(p.scene),
                 crash,
                 media.get(Path(p.media.path)),
+                crash_node,
             )
             refs[ref] = p
         waiting = list(refs)
@@ -380,6 +430,9 @@ def render_ray(
         for ref in refs:  # running events stop and remove their temporary clips (atomic_output)
             ray.cancel(ref)
         raise
+    else:  # every task has ended: what is left beside a clip was written by a worker that died (on any node)
+        for p in pending:
+            remove_stale_temps(Path(p.output), any_writer=True)
     finally:
         if started:
             ray.shutdown()

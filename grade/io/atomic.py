@@ -78,12 +78,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:
         return True  # another user's live process, or we cannot tell: keep its file
-    return True
+    try:  # a zombie (killed, not yet reaped: its parent died too, as a lost Ray node's workers) writes nothing
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
-def remove_stale_temps(output: Path) -> list[Path]:
+def remove_stale_temps(output: Path, *, any_writer: bool = False) -> list[Path]:
     """Remove the temporary files of ``output`` left by runs that were killed outright (SIGKILL,
-    power loss: they had no chance to clean up). Only files whose writing process is gone go."""
+    power loss: they had no chance to clean up). Only files whose writing process is gone go; with
+    ``any_writer``, every one (the caller knows that no writer lives: a process ID names a process on one
+    machine only, and a lost cluster node's worker wrote on shared storage from another)."""
     removed: list[Path] = []
     try:
         names = [n for n in os.listdir(output.parent if str(output.parent) else ".") if TMP_MARK in n]
@@ -96,7 +102,7 @@ def remove_stale_temps(output: Path) -> list[Path]:
             continue
         if stem != output.stem and not (stem and output.stem.startswith(stem) and len(os.fsencode(name)) > 200):
             continue  # another output's (only a shortened stem may differ from the output's)
-        if int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if any_writer or (int(pid) != os.getpid() and not _pid_alive(int(pid))):
             path = output.with_name(name)
             with contextlib.suppress(OSError):
                 path.unlink()
