@@ -14,9 +14,17 @@ has colours. Two kinds of colour a viewer checks first must not be moved freely:
   that lightness. White balance follows the look; a white does not turn yellow-green because the
   reference has a lot of green in it.
 
-Both are functions of colour alone, applied to a look's colours in CIELAB (:func:`protect`): they
+* **Sky.** A viewer accepts a blue sky graded anywhere from teal to grey to a sunset's orange or
+  purple, not green. A source colour of blue-sky hue (:func:`sky_weight`) whose graded hue falls in
+  the olive to green arc loses that chroma (toward grey), the more the deeper into the arc
+  (:func:`implausible`): such a sky turns grey, not green. Only that arc is touched, so every
+  plausible grade of a sky is left as the look made it. (Foliage is not held the same way: pink or
+  white leaves are a look of their own, infrared's.)
+
+All are functions of colour alone, applied to a look's colours in CIELAB (:func:`protect`): they
 are baked into the global LUT (fast mode, and the base of the learned look) and the learned look's
-training keeps its regional maps off them (:func:`protection_weights`).
+training keeps its regional maps off skin and neutrals (:func:`protection_weights`) and skies out of
+the green arc (:func:`implausible`).
 """
 
 from __future__ import annotations
@@ -42,6 +50,14 @@ class MemorySettings:
     skin_hue: float = 10.0  # degrees the hue of a skin colour may turn
     skin_chroma: tuple[float, float] = (0.75, 1.35)  # limits of a skin colour's chroma, × the source's
     min_face: float = 0.06  # smallest face searched for, as a share of the frame's short side
+    sky: float = 1.0  # how far a blue sky's colours graded into green hues lose that chroma
+
+
+# CIELAB hue arcs in degrees (start, end, counter-clockwise), each with a soft edge of ``_EDGE`` degrees:
+# the source hues of a blue sky, and the graded hues they must not take
+_SKY = (210.0, 310.0)  # from pale cyan-blue to a deep, violet-leaning blue
+_NOT_SKY = (80.0, 170.0)  # olive, yellow-green and green (orange and teal skies stay)
+_EDGE = 15.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +202,46 @@ def neutral_weight(src_lab: torch.Tensor, settings: MemorySettings = MemorySetti
     return torch.exp(-0.5 * (chroma / settings.neutral_chroma) ** 2) * lit
 
 
+def _in_arc(hue: torch.Tensor, arc: tuple[float, float], edge: float = _EDGE) -> torch.Tensor:
+    """``(N,)`` in [0, 1]: how far inside the arc ``arc`` each hue ``(N,)`` (degrees) lies, 0 outside, rising
+    smoothly to 1 over ``edge`` degrees from the arc's ends."""
+    start, end = arc
+    d = torch.remainder(hue - start, 360.0)  # degrees past the start, counter-clockwise
+    width = end - start
+    depth = torch.minimum(d, width - d).clamp_min(0) / edge
+    inside = d <= width
+    t = depth.clamp(0, 1)
+    return torch.where(inside, t * t * (3 - 2 * t), torch.zeros_like(t))
+
+
+def _hue(lab: torch.Tensor) -> torch.Tensor:
+    return torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1]))
+
+
+def sky_weight(src_lab: torch.Tensor) -> torch.Tensor:
+    """How much each colour ``(N, 3)`` Lab is a blue sky's, ``(N,)`` in [0, 1]: blue hue, some chroma
+    (greys are neutrals), neither black nor white (a deep blue sky is dark: L* 15-25)."""
+    chroma = src_lab[:, 1:].norm(dim=1)
+    lit = torch.sigmoid((src_lab[:, 0] - 8) / 2) * torch.sigmoid((99 - src_lab[:, 0]) / 1)
+    return _in_arc(_hue(src_lab), _SKY) * torch.sigmoid((chroma - 7) / 1.5) * lit
+
+
+def implausible(
+    src_lab: torch.Tensor, out_lab: torch.Tensor, settings: MemorySettings = MemorySettings()
+) -> torch.Tensor:
+    """``(N,)`` in [0, 1]: how implausible each graded colour ``out_lab`` ``(N, 3)`` is for its source colour
+    ``src_lab`` ``(N, 3)`` (CIELAB): a blue sky's colour graded green, by how much the source is sky and
+    how deep its graded hue lies in the forbidden arc.
+
+    >>> sky, leaf = torch.tensor([[60.0, -5.0, -30.0]]), torch.tensor([[50.0, -30.0, 40.0]])
+    >>> green, teal = torch.tensor([[60.0, -30.0, 20.0]]), torch.tensor([[60.0, -20.0, -5.0]])
+    >>> orange = torch.tensor([[60.0, 20.0, 40.0]])
+    >>> [round(float(implausible(s, o)[0]), 2) for s, o in ((sky, green), (sky, teal), (sky, orange), (leaf, green))]
+    [1.0, 0.0, 0.0, 0.0]
+    """
+    return (settings.sky * sky_weight(src_lab) * _in_arc(_hue(out_lab), _NOT_SKY)).clamp(0, 1)
+
+
 def protection_weights(
     src_lab: torch.Tensor, memory: MemoryColours, settings: MemorySettings = MemorySettings()
 ) -> torch.Tensor:
@@ -209,12 +265,14 @@ def protect(
     [60.0, -4.0, 8.0]
     """
     out = out_lab.clone()
+    axis = _axis_at(memory.neutral_axis, out[:, 0])
+    chroma = axis.norm(dim=1, keepdim=True)
+    axis = axis * (settings.neutral_tint / chroma.clamp_min(1e-6)).clamp(max=1)
     if settings.neutral > 0:
         w = (settings.neutral * neutral_weight(src_lab, settings))[:, None]
-        axis = _axis_at(memory.neutral_axis, out[:, 0])
-        chroma = axis.norm(dim=1, keepdim=True)
-        axis = axis * (settings.neutral_tint / chroma.clamp_min(1e-6)).clamp(max=1)
         out[:, 1:] = out[:, 1:] * (1 - w) + axis * w
+    if settings.sky > 0:  # toward grey itself: a green reference's neutral tint is green too
+        out[:, 1:] = out[:, 1:] * (1 - implausible(src_lab, out, settings)[:, None])
     if memory.skin is not None and settings.skin > 0:
         w = (settings.skin * skin_weight(src_lab, memory.skin)).clamp(0, 1)[:, None]
         h_in = torch.atan2(src_lab[:, 2], src_lab[:, 1])

@@ -26,7 +26,7 @@ from grade.losses import (
     tone_stats,
 )
 from grade.lut import apply_lut
-from grade.memory import memory_colours, protection_weights
+from grade.memory import implausible, memory_colours, protection_weights
 from grade.model.affine import level_gate, lut_levels
 from grade.model.look import LearnedLook, LookSettings
 from grade.model.material import MaterialMaps, kmeans, material_features
@@ -53,6 +53,9 @@ class MaterialTraining:
     # weight of keeping memory colours (skin of detected faces, neutrals: grade.memory) where the global
     # look put them, per squared ΔE76 averaged over the frame
     protect: float = 0.2
+    # weight of keeping a blue sky's colours out of green hues (grade.memory.implausible), per squared
+    # chroma averaged over the frame: the look term would otherwise pull them back toward a green reference
+    sky: float = 2.0
 
 
 def train_material_look(
@@ -178,7 +181,10 @@ def train_material_look(
                 loss = loss + w.contrast * contrast_loss(out_lab, fr["base_lab"])
             if "protect" in fr:
                 kept = (fr["protect"] * (out_lab - fr["base_lab"]).pow(2).sum(1)).mean()
-                loss = loss + extra.protect * kept
+                # and a blue sky's colours out of green hues (grade.memory), as the global look keeps them
+                flat = out_lab.flatten(2)[0].T
+                green = implausible(fr["lab_in"].flatten(2)[0].T, flat) * flat[:, 1:].pow(2).sum(1)
+                loss = loss + extra.protect * kept + extra.sky * green.mean()
             total = total + loss / len(frames)
         total = total + extra.identity * (model.maps**2).mean()
         if overlap is not None:

@@ -16,7 +16,15 @@ from safetensors.torch import load_file, save_file
 from grade.cli import main
 from grade.io.image import to_tensor
 from grade.lut import apply_lut
-from grade.memory import MemoryColours, MemorySettings, detect_faces, memory_colours, neutral_axis, protect
+from grade.memory import (
+    MemoryColours,
+    MemorySettings,
+    detect_faces,
+    implausible,
+    memory_colours,
+    neutral_axis,
+    protect,
+)
 from grade.model.hrnet import AffineHRNet
 from grade.model.look import LearnedLook, LookSettings
 from grade.train import TrainSettings, train_look
@@ -206,3 +214,60 @@ def test_memory_protection_can_be_turned_off() -> None:
     on = fast_lut(key, ref)
     assert not torch.allclose(on, off)
     assert math.isfinite(float(on.sum()))
+
+
+def _sky_and_field() -> tuple[torch.Tensor, torch.Tensor]:
+    """A blue sky over a snowfield (the key) and a green valley under a little blue sky (the reference)."""
+    gen = torch.Generator().manual_seed(1)
+    key = torch.zeros(3, 60, 80)
+    key[:, :36] = torch.tensor([0.30, 0.52, 0.88])[:, None, None]  # blue sky
+    key[:, 36:] = torch.tensor([0.88, 0.90, 0.93])[:, None, None]  # snow
+    key = (key + 0.06 * torch.rand(3, 60, 80, generator=gen)).clamp(0, 1)
+    ref = torch.zeros(3, 60, 80)
+    ref[:, :12] = torch.tensor([0.45, 0.65, 0.90])[:, None, None]  # a strip of sky
+    ref[:, 12:] = torch.tensor([0.25, 0.55, 0.15])[:, None, None]  # grass
+    return key, (ref + 0.08 * torch.rand(3, 60, 80, generator=gen)).clamp(0, 1)
+
+
+def test_a_blue_sky_is_never_graded_green() -> None:
+    """A look matched to a mostly green reference would turn the shot's blue sky green (the look alone
+    does); with the sky protected the sky's colours keep out of green hues, and others are not held."""
+    key, ref = _sky_and_field()
+    from grade.transfer import fit_transfer, transfer_lut
+
+    sky = key[:, :30]
+    green = {}
+    for on in (0.0, 1.0):
+        mem = memory_colours([key], ref)
+        lut = transfer_lut(fit_transfer(key, ref), 33, 1.0, mem, MemorySettings(sky=on))
+        lab = rgb_to_lab_points(apply_lut(lut, sky[None])[0].reshape(3, -1).T)
+        hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
+        chroma = lab[:, 1:].norm(dim=1)
+        green[on] = float(((hue > 95) & (hue < 160) & (chroma > 8)).double().mean())
+    assert green[0.0] > 0.3, green  # the look alone turns much of the sky green
+    assert green[1.0] < 0.05, green
+    # a green source (foliage) graded green is plausible: not touched
+    leaf = torch.tensor([[50.0, -30.0, 40.0]])
+    assert float(implausible(leaf, leaf + 3)[0]) == 0.0
+
+
+def test_the_learned_look_keeps_a_blue_sky_out_of_green(tmp_path) -> None:
+    """The learned look's regional maps are trained on top of the protected global look; the look term
+    alone would pull the sky back toward the green reference."""
+    from grade.model.look import LookSettings
+    from grade.train_loop import TrainSettings
+    from grade.train_material import MaterialTraining, train_material_look
+    from grade.transfer import fast_lut as lut_of
+
+    key, ref = _sky_and_field()
+    lut = lut_of(key, ref)
+    share = {}
+    for weight in (0.0, MaterialTraining().sky):
+        look, _ = train_material_look(key, ref, lut, LookSettings(), TrainSettings(steps=120),
+                                      extra=MaterialTraining(sky=weight))  # fmt: skip
+        with torch.inference_mode():
+            out = look.apply(key[None])[0]
+        lab = rgb_to_lab_points(out[:, :30].reshape(3, -1).T)
+        hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
+        share[weight] = float(((hue > 95) & (hue < 160) & (lab[:, 1:].norm(dim=1) > 8)).double().mean())
+    assert share[MaterialTraining().sky] < 0.05, share
