@@ -251,7 +251,7 @@ def test_a_blue_sky_is_never_graded_green() -> None:
     assert float(implausible(leaf, leaf + 3)[0]) == 0.0
 
 
-def test_the_learned_look_keeps_a_blue_sky_out_of_green(tmp_path) -> None:
+def test_the_learned_look_keeps_a_blue_sky_out_of_green() -> None:
     """The learned look's regional maps are trained on top of the protected global look; the look term
     alone would pull the sky back toward the green reference."""
     from grade.model.look import LookSettings
@@ -270,4 +270,4 @@ def test_the_learned_look_keeps_a_blue_sky_out_of_green(tmp_path) -> None:
         lab = rgb_to_lab_points(out[:, :30].reshape(3, -1).T)
         hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
         share[weight] = float(((hue > 95) & (hue < 160) & (lab[:, 1:].norm(dim=1) > 8)).double().mean())
-    assert share[MaterialTraining().sky] < 0.05, share
+    assert share[0.0] > 0.5 and share[MaterialTraining().sky] < 0.05, share  # measured: 1.0 and 0.0
