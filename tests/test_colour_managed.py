@@ -311,9 +311,9 @@ def _log_pictures(kind: str = "slog3") -> np.ndarray:
 @pytest.mark.parametrize("space", ["slog3", "logc3"])
 def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -> None:
     """One composed lookup a frame (16-bit RGB, 8-bit RGBA) against OCIO's exact chain and against the two
-    baked lookups around the look: within mean ΔE2000 0.2 of the processor (at the frame's own bit depth),
-    and on 8-bit frames closer to it than the separate path (which rounds the log picture to 8 bits in the
-    working space between its lookups)."""
+    baked lookups around the look: both within mean ΔE2000 0.2 of the processor (at the frame's own bit
+    depth), and on 8-bit frames the composed one closer to it than the separate path (which rounds the
+    log picture to 8 bits in the working space between its lookups)."""
     from grade.colourgrade import managed
     from grade.colourspace import colour_pipeline
     from grade.shotgrade import ShotGrade
@@ -330,8 +330,11 @@ def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -
         deep = (pic * 65535 + 0.5).astype(np.uint16)
         one = composed.grade(deep, H, W) / 65535.0
         two = cp.frame_out(grade.grade(cp.frame_in(deep), H, W)) / 65535.0
-        assert _de(exact, one) <= 0.2 and _de(one, two) <= 0.2, (_de(exact, one), _de(one, two))
-        print(space, "16-bit", _de(exact, one), _de(one, two))
+        # each path within 0.2 of the processor (they err differently where the look has a kink, such as
+        # its sky kept out of green: 0.15 and 0.09 off it, 0.20 apart, measured)
+        assert _de(exact, one) <= 0.2 and _de(exact, two) <= 0.2, (_de(exact, one), _de(exact, two))
+        assert _de(one, two) <= 0.25, _de(one, two)
+        print(space, "16-bit", _de(exact, one), _de(exact, two), _de(one, two))
         rgba = np.dstack([(pic * 255 + 0.5).astype(np.uint8), np.full((H, W), 255, np.uint8)])
         one = composed.grade(rgba, H, W)[..., :3] / 255.0
         two = cp.frame_out(grade.grade(cp.frame_in(rgba), H, W))[..., :3] / 255.0
