@@ -265,11 +265,11 @@ def protect(
     [60.0, -4.0, 8.0]
     """
     out = out_lab.clone()
-    axis = _axis_at(memory.neutral_axis, out[:, 0])
-    chroma = axis.norm(dim=1, keepdim=True)
-    axis = axis * (settings.neutral_tint / chroma.clamp_min(1e-6)).clamp(max=1)
     if settings.neutral > 0:
         w = (settings.neutral * neutral_weight(src_lab, settings))[:, None]
+        axis = _axis_at(memory.neutral_axis, out[:, 0])
+        chroma = axis.norm(dim=1, keepdim=True)
+        axis = axis * (settings.neutral_tint / chroma.clamp_min(1e-6)).clamp(max=1)
         out[:, 1:] = out[:, 1:] * (1 - w) + axis * w
     if settings.sky > 0:  # toward grey itself: a green reference's neutral tint is green too
         out[:, 1:] = out[:, 1:] * (1 - implausible(src_lab, out, settings)[:, None])
