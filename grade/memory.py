@@ -227,11 +227,15 @@ def sky_weight(src_lab: torch.Tensor) -> torch.Tensor:
 
 
 def implausible(
-    src_lab: torch.Tensor, out_lab: torch.Tensor, settings: MemorySettings = MemorySettings()
+    src_lab: torch.Tensor | None,
+    out_lab: torch.Tensor,
+    settings: MemorySettings = MemorySettings(),
+    sky: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(N,)`` in [0, 1]: how implausible each graded colour ``out_lab`` ``(N, 3)`` is for its source colour
     ``src_lab`` ``(N, 3)`` (CIELAB): a blue sky's colour graded green, by how much the source is sky and
-    how deep its graded hue lies in the forbidden arc.
+    how deep its graded hue lies in the forbidden arc. ``sky``: the sources' :func:`sky_weight`, when
+    already known (a trainer's fixed key frame), instead of ``src_lab``.
 
     >>> sky, leaf = torch.tensor([[60.0, -5.0, -30.0]]), torch.tensor([[50.0, -30.0, 40.0]])
     >>> green, teal = torch.tensor([[60.0, -30.0, 20.0]]), torch.tensor([[60.0, -20.0, -5.0]])
@@ -239,7 +243,8 @@ def implausible(
     >>> [round(float(implausible(s, o)[0]), 2) for s, o in ((sky, green), (sky, teal), (sky, orange), (leaf, green))]
     [1.0, 0.0, 0.0, 0.0]
     """
-    return (settings.sky * sky_weight(src_lab) * _in_arc(_hue(out_lab), _NOT_SKY)).clamp(0, 1)
+    sky = sky_weight(src_lab) if sky is None else sky
+    return (settings.sky * sky * _in_arc(_hue(out_lab), _NOT_SKY)).clamp(0, 1)
 
 
 def protection_weights(

@@ -26,7 +26,7 @@ from grade.losses import (
     tone_stats,
 )
 from grade.lut import apply_lut
-from grade.memory import implausible, memory_colours, protection_weights
+from grade.memory import implausible, memory_colours, protection_weights, sky_weight
 from grade.model.affine import level_gate, lut_levels
 from grade.model.look import LearnedLook, LookSettings
 from grade.model.material import MaterialMaps, kmeans, material_features
@@ -100,6 +100,7 @@ def train_material_look(
         if memory is not None:
             lab = fr["lab_in"].flatten(2)[0].T
             fr["protect"] = protection_weights(lab.cpu(), memory).to(device).view(1, *x.shape[-2:])
+            fr["sky"] = sky_weight(lab)  # (h·w,): fixed for the key frame, so once, not every step
         frames.append(fr)
     model = MaterialMaps(ms, init.net.maps.shape[0] if init is not None else None)
     if init is not None:
@@ -183,7 +184,7 @@ def train_material_look(
                 kept = (fr["protect"] * (out_lab - fr["base_lab"]).pow(2).sum(1)).mean()
                 # and a blue sky's colours out of green hues (grade.memory), as the global look keeps them
                 flat = out_lab.flatten(2)[0].T
-                green = implausible(fr["lab_in"].flatten(2)[0].T, flat) * flat[:, 1:].pow(2).sum(1)
+                green = implausible(None, flat, sky=fr["sky"]) * flat[:, 1:].pow(2).sum(1)
                 loss = loss + extra.protect * kept + extra.sky * green.mean()
             total = total + loss / len(frames)
         total = total + extra.identity * (model.maps**2).mean()
