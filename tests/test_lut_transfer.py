@@ -112,6 +112,24 @@ def test_strength_blends_between_identity_and_full(pair) -> None:
     assert torch.allclose(half, (lut + identity_lut(lut.shape[-1])) / 2, atol=1e-6)
 
 
+def _roughness(lut: torch.Tensor) -> float:
+    """The largest second difference between neighbouring nodes of a table ``(3, n, n, n)``, along any axis."""
+    n = lut.shape[-1]
+    return max(
+        float((lut.narrow(a, 2, n - 2) + lut.narrow(a, 0, n - 2) - 2 * lut.narrow(a, 1, n - 2)).abs().max())
+        for a in (1, 2, 3)
+    )
+
+
+def test_fast_table_is_smooth_in_colour(pair) -> None:
+    """No kink of the gamut's boundary or of the memory colours' protection is left in the baked table
+    (what a local affine map cannot follow, and what bands on a gradient): 0.20 measured, 0.62 without
+    ``rgb_smooth``."""
+    key, ref = pair
+    assert _roughness(fast_lut(key, ref)) < 0.3
+    assert _roughness(fast_lut(key, ref, TransferSettings(rgb_smooth=0.0))) > 0.5
+
+
 def test_fit_is_deterministic_for_a_seed(pair) -> None:
     key, ref = pair
     a = fast_lut(key, ref, TransferSettings(seed=3))
