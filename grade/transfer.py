@@ -56,7 +56,8 @@ class TransferSettings:
     smooth: float = 1.0
     # Gaussian smoothing (in LUT nodes) of the baked table's departure from the identity, after the gamut
     # mapping and the memory colours' protection, whose edges are kinks a local affine map cannot follow
-    # (measured over the sample pairs: fast affine 0.223 -> 0.199, look 3.41 -> 3.49; 1.0: 0.186, 3.57)
+    # (measured over the sample pairs: fast affine 0.223 -> 0.199, look 3.41 -> 3.53; 1.0 costs the
+    # learned look more than it is worth, BENCHMARKS.md)
     rgb_smooth: float = 0.7
     memory: bool = True  # protect skin (of detected faces) and neutrals (grade.memory)
     seen: int = 2048  # key-frame colours kept to map the colours the key frame does not hold
