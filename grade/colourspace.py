@@ -196,26 +196,6 @@ def _clip_marks(src: str, dst: str, config, size: int = BAKE_SIZE, tol: float = 
     return out.contiguous()
 
 
-def _unbiased(table: torch.Tensor) -> torch.Tensor:
-    """A table ``(3, N, N, N)`` of a smooth function's values at its nodes, moved so that trilinear lookups
-    between the nodes err to neither side: each node less a twelfth of its second differences along the
-    three axes (for a quadratic, the mean of a trilinear lookup over a cell exceeds the function's own by
-    ``h^2 f''/12`` per axis; cross terms are exact). A node on a face of the cube is not moved along the
-    axis it ends; values stay in [0, 1].
-
-    >>> x = torch.linspace(0, 1, 5) ** 2
-    >>> t = _unbiased(x.expand(3, 5, 5, 5).contiguous())
-    >>> [round(float(v), 4) for v in t[0, 0, 0, 1:4]]
-    [0.0521, 0.2396, 0.5521]
-    """
-    second = torch.zeros_like(table)
-    for axis in (1, 2, 3):
-        n = table.shape[axis]
-        mid = second.narrow(axis, 1, n - 2)
-        mid += table.narrow(axis, 2, n - 2) + table.narrow(axis, 0, n - 2) - 2 * table.narrow(axis, 1, n - 2)
-    return (table - second / 12).clamp_(0, 1)
-
-
 @dataclass
 class ColourPipeline:
     """The colour-managed path of one grade: ``input -> working`` for the frames and key frames,
@@ -412,14 +392,16 @@ class ColourPipeline:
         between the nodes (a fitted look on 16-bit S-Log3, mean ΔE2000 to OCIO's exact chain: 0.39 at 65,
         0.12 at 129; 0.15 at 129 with the baked output LUT instead of the processor).
 
-        The nodes are not the chain's values but :func:`_unbiased`: between nodes, a trilinear lookup of a
-        curved chain (a display view's tone curve) errs to one side, and the nodes are moved to cancel that
-        bias (the same fitted look: 0.149 -> 0.123 from OCIO's exact chain, and 0.20 -> 0.17 from the
-        separate path's two baked lookups).
+        The nodes are not the chain's values but :func:`~grade.lut.unbiased_nodes`: between nodes, a
+        trilinear lookup of a curved chain (a display view's tone curve) errs to one side, and the nodes are
+        moved to cancel that bias (the same fitted look: 0.149 -> 0.123 from OCIO's exact chain, and
+        0.20 -> 0.17 from the separate path's two baked lookups).
         """
         graded = self._graded_working(lut, self._grid_in(size))
         out = np.clip(np.nan_to_num(self._exact_apply("float_out", graded), nan=0.0), 0.0, 1.0)
-        return _unbiased(torch.from_numpy(out).T.reshape(3, size, size, size).contiguous())
+        from grade.lut import unbiased_nodes
+
+        return unbiased_nodes(torch.from_numpy(out).T.reshape(3, size, size, size).contiguous())
 
     def exact(self, lut: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         """Input-space R'G'B' ``(P, 3)`` float32 in [0, 1] through OCIO's exact ``input -> working``, the

@@ -117,6 +117,27 @@ def _gather(table: np.ndarray, idx: np.ndarray, out: np.ndarray | None = None) -
     return out
 
 
+def unbiased_nodes(table: torch.Tensor, top: float = 1.0) -> torch.Tensor:
+    """A table ``(C, N, N, N)`` of a smooth function's values at its nodes, moved so that trilinear lookups
+    between the nodes err to neither side: each node less a twelfth of its second differences along the
+    three axes (for a quadratic, the mean of a trilinear lookup over a cell exceeds the function's own by
+    ``h^2 f''/12`` per axis; cross terms are exact). A node on a face of the cube is not moved along the
+    axis it ends; values stay in [0, ``top``]. For tables sampled from a curved chain (OCIO's display
+    views), not for a LUT's own nodes.
+
+    >>> x = torch.linspace(0, 1, 5) ** 2
+    >>> t = unbiased_nodes(x.expand(3, 5, 5, 5).contiguous())
+    >>> [round(float(v), 4) for v in t[0, 0, 0, 1:4]]
+    [0.0521, 0.2396, 0.5521]
+    """
+    second = torch.zeros_like(table)
+    for axis in (1, 2, 3):
+        n = table.shape[axis]
+        mid = second.narrow(axis, 1, n - 2)
+        mid += table.narrow(axis, 2, n - 2) + table.narrow(axis, 0, n - 2) - 2 * table.narrow(axis, 1, n - 2)
+    return (table - second / 12).clamp_(0, top)
+
+
 def _expand(small: torch.Tensor, out: np.ndarray) -> np.ndarray:
     """Expand ``(C, n, n, n)`` values in [0, 255] to every 8-bit code, into ``out`` ``(256**3, >=C)`` uint8.
 
@@ -324,17 +345,18 @@ class YuvTable:
     def from_colours(cls, grade_rgb, matrix: int, full_range: bool, grid: int = 129) -> YuvTable:
         """The table of any colour mapping ``grade_rgb``: R'G'B' ``(P, 3)`` float32 in [0, 1] -> ``(P, 3)``,
         evaluated at the ``grid``-point (Y, Cb, Cr) nodes themselves (a colour pipeline through OCIO's
-        processors: no second resampling of a 3D LUT, which a steep display transform does not survive)."""
+        processors: no second resampling of a 3D LUT, which a steep display transform does not survive),
+        the nodes :func:`unbiased_nodes` (a curved chain; a LUT's own table is kept as it is)."""
         self = cls.__new__(cls)
 
         def graded(rgb: torch.Tensor) -> torch.Tensor:
             out = np.asarray(grade_rgb(rgb.numpy().astype(np.float32)), np.float32)
             return torch.from_numpy(out).double()
 
-        self._build(graded, matrix, full_range, grid)
+        self._build(graded, matrix, full_range, grid, unbiased=True)
         return self
 
-    def _build(self, grade_rgb, matrix: int, full_range: bool, grid: int) -> None:
+    def _build(self, grade_rgb, matrix: int, full_range: bool, grid: int, unbiased: bool = False) -> None:
         """The tables of ``grade_rgb`` (R'G'B' ``(P, 3)`` tensor -> ``(P, 3)``) at ``grid``-point nodes."""
         with torch.inference_mode():
             axis = torch.linspace(0, 255, grid)
@@ -346,6 +368,8 @@ class YuvTable:
             # gamut (super-whites, illegal chroma) keep what lies beyond it
             delta = rgb_to_yuv(graded, matrix, full_range) - rgb_to_yuv(rgb.to(graded.dtype), matrix, full_range)
             small = (yuv + delta.to(yuv.dtype)).T.reshape(3, grid, grid, grid)
+            if unbiased:
+                small = unbiased_nodes(small.contiguous(), 255.0)
         # luma alone (16 MiB) for the full-resolution lookups; Cb | Cr << 8 (32 MiB) for the chroma ones
         self.luma = _expand(small[:1], np.empty((256**3, 1), np.uint8)).reshape(-1)
         self.chroma = _expand(small[1:], np.empty((256**3, 2), np.uint8)).view(np.uint16).reshape(-1)

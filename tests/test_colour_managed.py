@@ -391,7 +391,8 @@ def test_yuv420_log_footage_is_graded_in_its_own_ycbcr_through_the_composed_tabl
     for p, out in zip(planes[:2], ours):
         rgb = _planes_rgb(p)
         exact = cp.exact(look, rgb.reshape(-1, 3).astype(np.float32)).reshape(rgb.shape)
-        assert _de(exact, _planes_rgb(out)) <= 1.0, _de(exact, _planes_rgb(out))
+        # 0.41 and 0.52 measured (0.53 and 0.63 before the table's nodes were unbiased)
+        assert _de(exact, _planes_rgb(out)) <= 0.6, _de(exact, _planes_rgb(out))
     write_cube(tmp_path / "look.cube", look)
     graded = tmp_path / "graded.mkv"
     code, _, err = run(
