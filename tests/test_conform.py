@@ -125,7 +125,9 @@ def test_conform_is_frame_accurate_with_handles(capsys, project) -> None:
 def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: Path) -> None:
     root, media, edl = project
     ref = make_still(root / "ref.png", size=(80, 60), scene=1)
-    args = ["conform", str(edl), "--media", str(media), "--look", str(ref), "--mode", "fast", "-o"]
+    # lossless FFV1: x264 is not bit-exact from run to run on a loaded machine (this test's CI failure of
+    # 2026-12-07: one frame of one event 16 codes off a clean run, the rest identical)
+    args = ["conform", str(edl), "--media", str(media), "--look", str(ref), "--mode", "fast", "--codec", "ffv1", "-o"]
     code, o, err = run(capsys, *args, root / "clean", "--json")
     assert code == 0, err
     clean_out = {e["number"]: e["output"] for e in json.loads(o)["events"]}
@@ -155,14 +157,13 @@ def test_conform_resumes_after_a_kill_byte_identical(capsys, project, tmp_path: 
     for e in events:  # an event the killed run finished is kept as it was, byte for byte ...
         if Path(e["output"]).name in kept:
             assert sha(Path(e["output"])) == kept[Path(e["output"]).name]
-    # ... and every event matches the clean run: the same source frames, the same grade (x264 itself
-    # is not bit-exact from run to run on a loaded machine, so pictures are compared, within 3 codes)
+    # ... and every event matches the clean run: the same source frames, the same pictures
     for e in events:
         ours, theirs = Path(e["output"]), Path(clean_out[e["number"]])
         assert frame_indices(ours) == frame_indices(theirs)
         a, _ = read_all(ours)
         b, _ = read_all(theirs)
-        assert len(a) == len(b) and all(np.abs(x.astype(int) - y.astype(int)).max() <= 3 for x, y in zip(a, b))
+        assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
     # and a third run has nothing to do
     code, o, err = run(capsys, *args, out, "--json")
     assert [e["status"] for e in json.loads(o)["events"]] == ["unchanged"] * 4
