@@ -28,7 +28,8 @@ from grade.memory import (
 from grade.model.hrnet import AffineHRNet
 from grade.model.look import LearnedLook, LookSettings
 from grade.train import TrainSettings, train_look
-from grade.transfer import TransferSettings, fast_lut, rgb_to_lab_points
+from grade.train_material import MaterialTraining, train_material_look
+from grade.transfer import TransferSettings, fast_lut, fit_transfer, rgb_to_lab_points, transfer_lut
 
 MATERIAL = LookSettings(working_side=96)
 
@@ -229,21 +230,23 @@ def _sky_and_field() -> tuple[torch.Tensor, torch.Tensor]:
     return key, (ref + 0.08 * torch.rand(3, 60, 80, generator=gen)).clamp(0, 1)
 
 
+def _green_share(rgb: torch.Tensor) -> float:
+    """The share of the pixels of ``rgb`` ``(3, H, W)`` graded green: CIELAB hue 95-160°, chroma above 8."""
+    lab = rgb_to_lab_points(rgb.reshape(3, -1).T)
+    hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
+    return float(((hue > 95) & (hue < 160) & (lab[:, 1:].norm(dim=1) > 8)).double().mean())
+
+
 def test_a_blue_sky_is_never_graded_green() -> None:
     """A look matched to a mostly green reference would turn the shot's blue sky green (the look alone
     does); with the sky protected the sky's colours keep out of green hues, and others are not held."""
     key, ref = _sky_and_field()
-    from grade.transfer import fit_transfer, transfer_lut
-
     sky = key[:, :30]
     green = {}
     for on in (0.0, 1.0):
         mem = memory_colours([key], ref)
         lut = transfer_lut(fit_transfer(key, ref), 33, 1.0, mem, MemorySettings(sky=on))
-        lab = rgb_to_lab_points(apply_lut(lut, sky[None])[0].reshape(3, -1).T)
-        hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
-        chroma = lab[:, 1:].norm(dim=1)
-        green[on] = float(((hue > 95) & (hue < 160) & (chroma > 8)).double().mean())
+        green[on] = _green_share(apply_lut(lut, sky[None])[0])
     assert green[0.0] > 0.3, green  # the look alone turns much of the sky green
     assert green[1.0] < 0.05, green
     # a green source (foliage) graded green is plausible: not touched
@@ -254,20 +257,13 @@ def test_a_blue_sky_is_never_graded_green() -> None:
 def test_the_learned_look_keeps_a_blue_sky_out_of_green() -> None:
     """The learned look's regional maps are trained on top of the protected global look; the look term
     alone would pull the sky back toward the green reference."""
-    from grade.model.look import LookSettings
-    from grade.train_loop import TrainSettings
-    from grade.train_material import MaterialTraining, train_material_look
-    from grade.transfer import fast_lut as lut_of
-
     key, ref = _sky_and_field()
-    lut = lut_of(key, ref)
+    lut = fast_lut(key, ref)
     share = {}
     for weight in (0.0, MaterialTraining().sky):
         look, _ = train_material_look(key, ref, lut, LookSettings(), TrainSettings(steps=120),
                                       extra=MaterialTraining(sky=weight))  # fmt: skip
         with torch.inference_mode():
             out = look.apply(key[None])[0]
-        lab = rgb_to_lab_points(out[:, :30].reshape(3, -1).T)
-        hue = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
-        share[weight] = float(((hue > 95) & (hue < 160) & (lab[:, 1:].norm(dim=1) > 8)).double().mean())
+        share[weight] = _green_share(out[:, :30])
     assert share[0.0] > 0.5 and share[MaterialTraining().sky] < 0.05, share  # measured: 1.0 and 0.0
