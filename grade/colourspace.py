@@ -431,6 +431,18 @@ class ColourPipeline:
         return tags is None or SWS_MATRIX.get(tags["colorspace"]) == matrix
 
 
+EXR_SPACE = "Linear Rec.709 (sRGB)"  # an EXR is scene-linear unless --input-space says otherwise
+
+
+def sequence_space(suffix: str) -> str | None:
+    """The input space an image sequence's kind states (EXR: scene-linear), or None.
+
+    >>> sequence_space(".exr"), sequence_space(".dpx")
+    ('Linear Rec.709 (sRGB)', None)
+    """
+    return EXR_SPACE if suffix.lower().endswith(".exr") else None
+
+
 @functools.lru_cache(maxsize=8)
 def colour_pipeline(
     input_space: str | None,

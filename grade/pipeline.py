@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from grade.colourspace import colour_pipeline, space_of_tags
+from grade.colourspace import colour_pipeline, sequence_space, space_of_tags
 from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
@@ -244,8 +244,8 @@ def grade_files(
     for job in jobs:
         tagged = space_of_tags(job.info.color_trc) if job.info is not None else None
         output_space = options.output_space
-        if job.sequence is not None and job.sequence.suffix.lower().endswith(".exr"):
-            tagged = "Linear Rec.709 (sRGB)"  # an EXR is scene-linear unless --input-space says otherwise
+        if job.sequence is not None and sequence_space(job.sequence.suffix):
+            tagged = sequence_space(job.sequence.suffix)
             if Path(str(job.out)).suffix.lower() == ".exr" and output_space is None and not options.keep_log:
                 output_space = options.input_space or tagged  # EXR to EXR stays scene-referred
         job.colour = colour_pipeline(

@@ -25,7 +25,7 @@ from grade.io.sequence import Sequence, output_sequence, read_frame, write_frame
 from grade.options import GradeOptions, damage_of
 from grade.progress import Progress
 from grade.shotgrade import ShotGrade, stabiliser_stats
-from grade.shots import Shot, ShotSettings, detect_shots, sequence_cuts
+from grade.shots import Shot, ShotList, ShotSettings, detect_picture_shots, detect_shots
 from grade.timeline import Timeline, cross_fade, regain, ungain
 from grade.train import TrainSettings
 from grade.transfer import TransferSettings, fast_lut, tone_lut
@@ -48,39 +48,42 @@ class RenderJob:
     sequence: Sequence | None = None  # an image sequence (then ``info`` is None and ``out`` its pattern)
 
 
-def _sequence_working(job: RenderJob, number: int, clip: bool = True) -> np.ndarray:
+def _sequence_working(seq: Sequence, colour: ColourPipeline | None, number: int, clip: bool = True) -> np.ndarray:
     """A sequence frame in the working space as float32 ``(H, W, 3)``, clipped to [0, 1] (or not)."""
-    rgb = read_frame(job.sequence, number)
-    if job.colour is not None:
-        rgb = job.colour.float_in(rgb)
+    rgb = read_frame(seq, number)
+    if colour is not None:
+        rgb = colour.float_in(rgb)
     return np.clip(rgb, 0.0, 1.0) if clip else np.asarray(rgb, np.float32)
 
 
-def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
-    """Shots and key frames of a video, of an image sequence (hard cuts; each shot's middle frame), or the
-    still."""
-    if job.sequence is not None:  # hard cuts (a scanned reel); each shot's key frame is its middle one
-        import cv2
+def sequence_shots(
+    seq: Sequence,
+    colour: ColourPipeline | None,
+    settings: ShotSettings | None = None,
+    on_frame: Callable[[int], None] | None = None,
+    keep_next: bool = False,
+) -> ShotList:
+    """The shots of an image sequence, found as a video's are (:func:`grade.shots.detect_picture_shots`:
+    cuts, dissolves, fades, black and title shots, key frames) on its frames in the working space."""
 
-        seq, settings = job.sequence, ShotSettings()
-        small = []
-        with progress.stage("analyse", seq.frames) as task:
-            for number in seq.numbers:
-                work = _sequence_working(job, number)
-                ah = max(2, round(settings.analysis_width * work.shape[0] / work.shape[1]))
-                tiny = cv2.resize(work, (settings.analysis_width, ah), interpolation=cv2.INTER_AREA)
-                small.append((tiny * 255 + 0.5).astype(np.uint8))
-                task.advance()
-        cuts, n, fps = sequence_cuts(small, settings), seq.frames, seq.fps
-        job.shots, job.keys = [], []
-        for i, (start, end) in enumerate(zip(cuts, [*cuts[1:], n])):
-            mid = (start + end) // 2
-            key = (_sequence_working(job, seq.numbers[mid]) * 255 + 0.5).astype(np.uint8)
-            job.keys.append(image_io.thumbnail(key, options.working_side))
-            job.shots.append(
-                Shot(index=i, start=start, end=end, start_time=start / fps, end_time=end / fps, key_frame=mid,
-                     key_time=mid / fps)
-            )  # fmt: skip
+    def pictures() -> Iterator[np.ndarray]:
+        for number in seq.numbers:
+            yield (_sequence_working(seq, colour, number) * 255 + 0.5).astype(np.uint8)
+
+    settings = settings or ShotSettings()
+    return detect_picture_shots(pictures(), seq.width, seq.height, seq.fps, settings, on_frame, keep_next)
+
+
+def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
+    """Shots, key frames and transitions (fades, dissolves: ``job.timeline``) of a video or an image
+    sequence, or the still."""
+    keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
+    if job.sequence is not None:  # the video's analysis over the pictures, in the working space
+        with progress.stage("analyse", job.sequence.frames) as task:
+            settings = ShotSettings(key_side=options.working_side)
+            shots = sequence_shots(job.sequence, job.colour, settings, lambda i: task.update(completed=i), keep_next)
+        job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
+        job.timeline = Timeline([(0, shots.gains)], shots.transitions)
         return
     if job.info is None:
         job.still = image_io.read_image(job.source, what="input")
@@ -91,13 +94,54 @@ def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> No
         return
     with progress.stage("analyse", job.info.frames) as task:
         # the frame after each key frame only feeds the training's temporal term (off by default)
-        keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
         shots = detect_shots(job.source, job.info, on_frame=lambda i: task.update(completed=i), keep_next=keep_next)
     job.shots, job.keys, job.neighbours = shots.shots, shots.keys, shots.neighbours
     if job.colour is not None:  # fitted in the working space
         job.keys = [job.colour.frame_in(k) for k in job.keys]
         job.neighbours = [job.colour.frame_in(n) if n is not None else None for n in job.neighbours]
     job.timeline = Timeline([(0, shots.gains)], shots.transitions)
+
+
+def grade_at_gain(
+    grade: ShotGrade | ManagedGrade,
+    pixels: np.ndarray,
+    gain: float,
+    height: int,
+    width: int,
+    native: bool = False,
+    matrix: int = 1,
+    full_range: bool = True,
+    defer: bool = False,
+) -> np.ndarray | Callable[[], np.ndarray]:
+    """``grade`` on a frame of exposure ``gain`` (a fade; 1 is the key frame's): graded as the undarkened
+    frame, then faded again toward the grade's black (:mod:`grade.timeline`). With ``defer`` the result
+    may be a function that finishes the frame, as :meth:`ShotGrade.grade`'s."""
+    if gain == 1.0:
+        return grade.grade(pixels, height, width, defer=defer)
+    black = grade.black()
+    if gain <= 1e-3:  # black: the reference's black level
+        return regain(pixels, 0.0, black, native, height, matrix, full_range)
+    out = grade.grade(ungain(pixels, gain, native, height, full_range), height, width, defer=defer)
+
+    def finish() -> np.ndarray:
+        graded = out() if callable(out) else out
+        return regain(graded, gain, black, native, height, matrix, full_range)
+
+    return finish if defer else finish()
+
+
+def _sequence_frame(job: RenderJob, timeline: Timeline, index: int, shot: int, deep: np.ndarray) -> np.ndarray:
+    """Frame ``index`` of a sequence (16-bit RGB in the working space) graded by its shot's look, with its
+    fade's gain, and inside a dissolve cross-faded with the other side's look, as a video's frames are."""
+    seq, grades = job.sequence, job.grades
+    grade, gain = grades[shot], timeline.gain(index)
+    mix = timeline.dissolve(index)
+    other = None if mix is None else grades[min(max(shot + (1 if index < mix[0] else -1), 0), len(grades) - 1)]
+    if other is None or other is grade:
+        return grade_at_gain(grade, deep, gain, seq.height, seq.width)
+    a, b = (grade, other) if index < mix[0] else (other, grade)
+    ga, gb = (grade_at_gain(g, deep, gain, seq.height, seq.width) for g in (a, b))
+    return cross_fade(ga, gb, mix[1])
 
 
 def render_still_job(job: RenderJob, options: GradeOptions, progress: Progress) -> dict:
@@ -121,7 +165,7 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     import shutil
     import tempfile
 
-    seq = job.sequence
+    seq, timeline = job.sequence, job.timeline or Timeline()
     shot_of = np.searchsorted([s.end for s in job.shots], np.arange(seq.frames), side="right")
     target = output_sequence(seq, job.out)
     target.folder.mkdir(parents=True, exist_ok=True)
@@ -130,14 +174,14 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
         with progress.stage("render", seq.frames) as task:
             for i, number in enumerate(seq.numbers):
                 full = np.nan_to_num(
-                    _sequence_working(job, number, clip=False), nan=0.0, posinf=65504.0, neginf=-65504.0
+                    _sequence_working(seq, job.colour, number, clip=False), nan=0.0, posinf=65504.0, neginf=-65504.0
                 )
                 work = np.clip(full, 0.0, 1.0)
                 grade = job.grades[int(shot_of[i])]
                 if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
                     grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
                 deep = (work * 65535.0 + 0.5).astype(np.uint16)
-                graded = grade.grade(deep, seq.height, seq.width).astype(np.float32) / 65535.0
+                graded = _sequence_frame(job, timeline, i, int(shot_of[i]), deep).astype(np.float32) / 65535.0
                 # what the look's [0, 1] domain cannot hold (negative ACEScct of saturated wide-gamut colours,
                 # or above 1) passes through, so that the output space gets it back
                 graded += full - work
@@ -379,21 +423,7 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
     prepared: dict[int, ShotGrade] = {}  # grades holding a lookup table
 
     def run(grade: ShotGrade, pixels: np.ndarray, gain: float) -> np.ndarray | Callable[[], np.ndarray]:
-        """``grade`` on a frame of exposure ``gain`` (a fade): graded as the undarkened frame, then
-        faded again toward the grade's black."""
-        if gain == 1.0:
-            return grade.grade(pixels, info.height, info.width, defer=True)
-        black = grade.black()
-        if gain <= 1e-3:  # black: the reference's black level
-            return regain(pixels, 0.0, black, native, info.height, matrix, full_range)
-        lifted = ungain(pixels, gain, native, info.height, full_range)
-        out = grade.grade(lifted, info.height, info.width, defer=True)
-
-        def finish() -> np.ndarray:
-            graded = out() if callable(out) else out
-            return regain(graded, gain, black, native, info.height, matrix, full_range)
-
-        return finish
+        return grade_at_gain(grade, pixels, gain, info.height, info.width, native, matrix, full_range, defer=True)
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
         shot, grade = pick.grade_for(index)

@@ -16,7 +16,7 @@ the shot's mean histogram); dark, blurred, flash and fade frames lose.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,28 +175,48 @@ class _ShotBuilder:
         return pool[i][0], pool[i][1], self.next_frames.get(pool[i][0]), not usable
 
 
-def sequence_cuts(small: list[np.ndarray], settings: ShotSettings = ShotSettings()) -> list[int]:
-    """The first frame of each shot of an image sequence, from its frames at analysis size (RGB uint8,
-    in order): a frame whose HSV change from the one before is at least ``settings.min_change`` and
-    ``settings.threshold`` times its neighbours' average, at least ``settings.min_shot`` frames after the
-    last cut (the video pass's rule, :func:`detect_shots`, without its fades and dissolves: a plate or a
-    scanned reel has hard cuts).
+class _Picture:
+    """A decoded picture of an image sequence (RGB uint8), kept at the key frames' size, that answers
+    the analysis as a PyAV frame does (``to_ndarray`` at a size; no timestamp)."""
 
-    >>> a, b = np.zeros((9, 16, 3), np.uint8), np.full((9, 16, 3), (200, 40, 40), np.uint8)
-    >>> sequence_cuts([a] * 12 + [b] * 12)
-    [0, 12]
+    pts = None
+    time_base = None
+
+    def __init__(self, rgb: np.ndarray, size: tuple[int, int]) -> None:
+        h, w = rgb.shape[:2]
+        rgb = np.ascontiguousarray(rgb[..., :3])
+        self.rgb = rgb if (w, h) == size else cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+    def to_ndarray(self, format: str = "rgb24", width: int = 0, height: int = 0, **_: object) -> np.ndarray:
+        h, w = self.rgb.shape[:2]
+        if (width, height) in ((0, 0), (w, h)):
+            return self.rgb
+        return cv2.resize(self.rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def detect_picture_shots(
+    pictures: Iterable[np.ndarray],
+    width: int,
+    height: int,
+    fps: float,
+    settings: ShotSettings = ShotSettings(),
+    on_frame: Callable[[int], None] | None = None,
+    keep_next: bool = False,
+) -> ShotList:
+    """:func:`detect_shots` over pictures in order (an image sequence's frames, RGB uint8 ``(H, W, 3)`` of
+    ``width`` x ``height``), not a video file: the same cuts, black and title shots (``flat``), fades
+    (``gains``), dissolves and key frames. Each picture is kept only at the key frames' size.
+
+    >>> black = np.zeros((36, 64, 3), np.uint8)
+    >>> picture = np.random.default_rng(0).integers(40, 220, (36, 64, 3), dtype=np.uint8)
+    >>> shots = detect_picture_shots([black] * 12 + [picture] * 24, 64, 36, 24.0)
+    >>> [(s.start, s.end, s.flat) for s in shots.shots]
+    [(0, 12, True), (12, 36, False)]
     """
-    hsv = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2HSV) for f in small]
-    changes = [0.0] + [_hsv_change(hsv[i], hsv[i - 1]) for i in range(1, len(hsv))]
-    cuts = [0]
-    w = settings.window
-    for i in range(1, len(changes)):
-        neigh = [changes[j] for j in range(max(1, i - w), min(len(changes), i + w + 1)) if j != i]
-        avg = sum(neigh) / len(neigh) if neigh else 0.0
-        c = changes[i]
-        if c >= settings.min_change and c / max(avg, 1e-3) >= settings.threshold and i - cuts[-1] >= settings.min_shot:
-            cuts.append(i)
-    return cuts
+    scale = min(1.0, settings.key_side / max(width, height))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    source = ((i, _Picture(p, size)) for i, p in enumerate(pictures))
+    return _detect(source, width, height, fps, {}, settings, on_frame, None, keep_next, None)
 
 
 def detect_shots(
@@ -230,11 +250,31 @@ def detect_shots(
     """
     path = Path(path)
     info = info or probe(path)
+    # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
+    source = decode_video(path, frames=frames, options={"skip_loop_filter": "all"})
+    return _detect(
+        source, info.width, info.height, info.fps, rgb_kwargs(info), settings, on_frame, on_shot, keep_next,
+        on_transition,
+    )  # fmt: skip
+
+
+def _detect(
+    source: Iterable[tuple[int, av.VideoFrame | _Picture]],
+    width: int,
+    height: int,
+    fps: float,
+    kw: dict,
+    settings: ShotSettings,
+    on_frame: Callable[[int], None] | None,
+    on_shot: Callable[[int, int, int, np.ndarray, bool, np.ndarray], None] | None,
+    keep_next: bool,
+    on_transition: Callable[[Transition], None] | None,
+) -> ShotList:
+    """The pass of :func:`detect_shots` over decoded frames (PyAV's, or :class:`_Picture`), in order."""
     aw = settings.analysis_width
-    ah = max(2, int(round(aw * info.height / max(1, info.width))))
-    scale = min(1.0, settings.key_side / max(info.width, info.height))
-    key_size = (max(1, round(info.width * scale)), max(1, round(info.height * scale)))
-    kw = rgb_kwargs(info)
+    ah = max(2, int(round(aw * height / max(1, width))))
+    scale = min(1.0, settings.key_side / max(width, height))
+    key_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     w = settings.window
     changes: list[float] = []
     times: list[float] = []
@@ -318,8 +358,7 @@ def detect_shots(
             builder = _ShotBuilder(i, settings, key_size, keep_next)
         builder.add(i, frame, hist, thumb, kw, fading(i))
 
-    # a ~96 px analysis copy does not need the deblocking filter (H.264/HEVC decode ~10% faster)
-    for _, f in decode_video(path, frames=frames, options={"skip_loop_filter": "all"}):
+    for _, f in source:
         small = f.to_ndarray(format="rgb24", width=aw, height=ah, interpolation="AREA", **kw)
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
         changes.append(0.0 if prev_hsv is None else _hsv_change(hsv, prev_hsv))
@@ -330,7 +369,7 @@ def detect_shots(
         steps.append(step)
         fades.append(fade)
         darks.append(is_blank(gray, settings))
-        t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else index / info.fps
+        t = float(f.pts * f.time_base) if f.pts is not None and f.time_base else index / fps
         times.append(t)
         thumb = cv2.resize(small, (16, 9), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
         pending.append((index, f, _hist(small), thumb))
@@ -346,7 +385,7 @@ def detect_shots(
     if builder.count:
         finish(index)
     t0 = times[0] if times else 0.0
-    end_time = (times[-1] - t0 + 1.0 / info.fps) if times else 0.0
+    end_time = (times[-1] - t0 + 1.0 / fps) if times else 0.0
 
     def at(frame: int) -> float:
         return times[frame] - t0 if frame < len(times) else end_time
@@ -363,9 +402,9 @@ def detect_shots(
                 end_time=round(et, 4),
                 key_frame=f["key"],
                 key_time=round(kt, 4),
-                start_tc=timecode(st, info.fps),
-                end_tc=timecode(et, info.fps),
-                key_tc=timecode(kt, info.fps),
+                start_tc=timecode(st, fps),
+                end_tc=timecode(et, fps),
+                key_tc=timecode(kt, fps),
                 flat=f["flat"],
             )
         )
@@ -373,7 +412,7 @@ def detect_shots(
         neighbours.append(f["next"] if f["next"] is not None and f["key"] + 1 < f["end"] else None)
     for t in transitions:
         t.start_time, t.end_time = round(at(t.start), 4), round(at(t.end), 4)
-        t.start_tc, t.end_tc = timecode(t.start_time, info.fps), timecode(t.end_time, info.fps)
+        t.start_tc, t.end_tc = timecode(t.start_time, fps), timecode(t.end_time, fps)
     transitions.sort(key=lambda t: t.start)
     all_gains = np.concatenate(gains) if gains else np.ones(0, np.float32)
     return ShotList(

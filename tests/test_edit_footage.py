@@ -51,9 +51,10 @@ def _lab(frame: np.ndarray) -> np.ndarray:
     return srgb_to_lab(frame.reshape(-1, 3) / 255.0)
 
 
-def _check(out: Path, plain_out: Path, parts: dict, reference: Path) -> None:
-    frames, _ = read_all(out)
-    plain, _ = read_all(plain_out)
+def _check(out: Path | list, plain_out: Path | list, parts: dict, reference: Path) -> None:
+    """The graded edit ``out`` against the graded undarkened edit ``plain_out`` (videos, or frames)."""
+    frames = read_all(out)[0] if isinstance(out, Path) else out
+    plain = read_all(plain_out)[0] if isinstance(plain_out, Path) else plain_out
     black = _black_level(reference)
     # black frames: the reference's black level (ΔE2000 within 3), never brighter
     for i in parts["black"]:
@@ -107,6 +108,49 @@ def test_black_fades_and_dissolve_per_shot(capsys, edit, mode: str, tone: str) -
     assert any(d.start < s["start"] < d.stop for s in shots)
     steps_de = [float(delta_e2000(_lab(frames[i]), _lab(frames[i + 1])).mean()) for i in range(d.start - 2, d.stop + 1)]
     assert max(steps_de) < 3 * np.median(steps_de) + 2, np.round(steps_de, 1)
+
+
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_an_image_sequence_is_handled_as_its_video(capsys, tmp_path: Path, mode: str) -> None:
+    """The same edit as a PNG sequence (a conformed export, a scan with leader): black and the title are
+    shots of their own and never key frames, fades grade as their shot's look darkened, and the dissolve
+    is found and cross-faded, as on video."""
+    frames, parts = edit_frames()
+    for name, pictures in (("edit", frames), ("plain", edit_frames(faded=False)[0])):
+        (tmp_path / name).mkdir()
+        for n, rgb in enumerate(pictures):
+            cv2.imwrite(str(tmp_path / name / f"f.{1001 + n}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ref = _reference(tmp_path / "warm.png", True)
+    steps = ["--steps", "20"] if mode == "learned" else []
+    report = _run([tmp_path / "edit" / "f.%d.png", "--look", ref, "--mode", mode, *steps,
+                   "-o", tmp_path / "out" / "g.%d.png"], capsys)  # fmt: skip
+    _run([tmp_path / "plain" / "f.%d.png", "--look", ref, "--mode", mode, *steps, "-o", tmp_path / "po" / "g.%d.png"],
+         capsys)  # fmt: skip
+
+    def graded(folder: str) -> list[np.ndarray]:
+        return [cv2.imread(str(tmp_path / folder / f"g.{1001 + n}.png"))[..., ::-1] for n in range(len(frames))]
+
+    out = graded("out")
+    _check(out, graded("po"), parts, ref)
+    shots = report["shots"]
+    assert [(s["start"], s["end"]) for s in shots if s["flat"]] == [(36, 48), (120, 140)]
+    for s in shots:
+        if not s["flat"]:
+            for part in ("black", "title", "fade_out", "fade_in"):
+                assert s["key_frame"] not in parts[part], (s, part)
+    d = parts["dissolve"]
+    assert any(d.start < s["start"] < d.stop for s in shots)
+    steps_de = [float(delta_e2000(_lab(out[i]), _lab(out[i + 1])).mean()) for i in range(d.start - 2, d.stop + 1)]
+    assert max(steps_de) < 3 * np.median(steps_de) + 2, np.round(steps_de, 1)
+    # `grade shots` lists the shots `grade` graded, and the transitions
+    listed = _run(["shots", tmp_path / "edit" / "f.%d.png"], capsys)
+
+    def cuts(found: list[dict]) -> list[tuple]:
+        return [(s["start"], s["end"], s["flat"]) for s in found]
+
+    assert cuts(listed["shots"]) == cuts(shots)
+    kinds = [t["kind"] for t in listed["transitions"]]
+    assert kinds == ["fade-out", "fade-in", "dissolve"] and listed["frames"] == len(frames), listed["transitions"]
 
 
 def test_shots_lists_transitions(capsys, edit) -> None:

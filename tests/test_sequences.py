@@ -128,8 +128,8 @@ def test_10bit_dpx_log_round_trip_stays_within_one_code(capsys, tmp_path: Path, 
 
 
 def test_a_scanned_reel_is_graded_shot_by_shot(capsys, tmp_path: Path, ref: Path) -> None:
-    """A 16-bit PNG sequence with a hard cut: two shots, each fitted on its own key frame (the middle
-    frame), so the second shot comes out as it does when it is graded as a sequence of its own."""
+    """A 16-bit PNG sequence with a hard cut: two shots, each fitted on its own key frame, so the second
+    shot comes out as it does when it is graded as a sequence of its own."""
     from clips import scene_frame
 
     (tmp_path / "reel").mkdir()
@@ -143,7 +143,8 @@ def test_a_scanned_reel_is_graded_shot_by_shot(capsys, tmp_path: Path, ref: Path
                        "-o", tmp_path / "out" / "g.%d.png", "--json")  # fmt: skip
     assert code == 0, err
     report = json.loads(o)
-    assert [(s["start"], s["end"], s["key_frame"]) for s in report["shots"]] == [(0, 12, 6), (12, 24, 18)]
+    assert [(s["start"], s["end"]) for s in report["shots"]] == [(0, 12), (12, 24)]
+    assert all(s["start"] <= s["key_frame"] < s["end"] for s in report["shots"])
     code, o, err = run(capsys, tmp_path / "alone" / "r.%d.png", "--look", ref, "--mode", "fast",
                        "-o", tmp_path / "out2" / "g.%d.png", "--json")  # fmt: skip
     assert code == 0 and len(json.loads(o)["shots"]) == 1, err

@@ -224,21 +224,41 @@ def run_presets(args: argparse.Namespace, console) -> int:
 
 
 def run_shots(args: argparse.Namespace, console) -> int:
-    from grade.io.video import probe
-    from grade.shots import detect_shots
+    from grade.io.sequence import find_sequence, is_sequence_path
 
-    info = probe(args.input)
-    if args.quiet or args.json:
-        shots = detect_shots(args.input, info)
+    if is_sequence_path(args.input):  # analysed in the working space, as `grade` analyses it
+        from grade.colourspace import colour_pipeline, sequence_space
+        from grade.render import sequence_shots
+
+        seq = find_sequence(args.input, fps=args.fps, allow_gaps=args.allow_gaps)
+        colour = colour_pipeline(
+            args.input_space, args.working_space, None, False, args.ocio_config, sequence_space(seq.suffix)
+        )
+        frames, fps = seq.frames, seq.fps
+
+        def analyse(on_frame=None):
+            return sequence_shots(seq, colour, on_frame=on_frame)
     else:
-        with make_progress(console) as progress, progress.stage("analyse", info.frames) as task:
-            shots = detect_shots(args.input, info, on_frame=lambda i: task.update(completed=i))
+        from grade.io.video import probe
+        from grade.shots import detect_shots
+
+        info = probe(args.input)
+        frames, fps = info.frames, info.fps
+
+        def analyse(on_frame=None):
+            return detect_shots(args.input, info, on_frame=on_frame)
+
+    if args.quiet or args.json:
+        shots = analyse()
+    else:
+        with make_progress(console) as progress, progress.stage("analyse", frames) as task:
+            shots = analyse(lambda i: task.update(completed=i))
     if args.json:
         print(
             json.dumps(
                 {
                     "input": str(args.input),
-                    "fps": info.fps,
+                    "fps": fps,
                     "frames": shots.frames,
                     "shots": [s.model_dump() for s in shots.shots],
                     "transitions": [t.model_dump() for t in shots.transitions],
@@ -261,7 +281,7 @@ def run_shots(args: argparse.Namespace, console) -> int:
     from grade.cli.presets import data_console
 
     out = data_console()  # the shot list is data: stdout
-    out.print(f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {info.fps:.3f} fps")
+    out.print(f"{args.input} — {len(shots.shots)} shots, {shots.frames} frames @ {fps:.3f} fps")
     out.print(table)
     for t in shots.transitions:
         out.print(f"{t.kind}: frames {t.start}-{t.end - 1} ({t.start_tc} - {t.end_tc})")

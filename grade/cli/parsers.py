@@ -78,27 +78,13 @@ def grading_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a damaged input (a truncated or cut file: decoding ends early) is an error, and nothing is written",
     )
-    p.add_argument(
-        "--input-space",
-        metavar="NAME",
-        help="the footage's colour space: an OCIO name or rec709, srgb, slog3, logc3, logc4, vlog, clog3, log3g10, "
-        "applelog, davinci-intermediate, acescct, linear-rec709, rec2100-pq, rec2100-hlg (default: PQ/HLG from "
-        "the container's tags, else Rec.709 display video, graded without colour management)",
-    )
-    p.add_argument(
-        "--working-space", metavar="NAME", help="colour space the look is fitted and applied in (default ACEScct)"
-    )
+    _footage_args(p)
     p.add_argument(
         "--output-space",
         metavar="NAME",
         help="colour space written (default: Rec.709 through the ACES view for log input, else the input's own)",
     )
     p.add_argument("--keep-log", action="store_true", help="write the graded picture back in the input's space")
-    p.add_argument("--fps", type=float, help="image sequences (shot.%%06d.exr, a folder): frame rate (default 24)")
-    p.add_argument(
-        "--allow-gaps", action="store_true", help="image sequences: grade the frames there are when numbers are missing"
-    )
-    p.add_argument("--ocio-config", metavar="FILE", help="an OCIO config (file or ocio://...; default: ACES studio)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument(
         "--codec",
@@ -280,8 +266,29 @@ def presets_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _footage_args(p: argparse.ArgumentParser) -> None:
+    """What the footage is: its colour space and the working space (where a sequence is analysed too), an
+    OCIO config, and an image sequence's rate and gaps (``grade`` and ``grade shots``)."""
+    p.add_argument(
+        "--input-space",
+        metavar="NAME",
+        help="the footage's colour space: an OCIO name or rec709, srgb, slog3, logc3, logc4, vlog, clog3, log3g10, "
+        "applelog, davinci-intermediate, acescct, linear-rec709, rec2100-pq, rec2100-hlg (default: PQ/HLG from "
+        "the container's tags, else Rec.709 display video, graded without colour management)",
+    )
+    p.add_argument(
+        "--working-space", metavar="NAME", help="colour space the look is fitted and applied in (default ACEScct)"
+    )
+    p.add_argument("--fps", type=float, help="image sequences (shot.%%06d.exr, a folder): frame rate (default 24)")
+    p.add_argument(
+        "--allow-gaps", action="store_true", help="image sequences: grade the frames there are when numbers are missing"
+    )
+    p.add_argument("--ocio-config", metavar="FILE", help="an OCIO config (file or ocio://...; default: ACES studio)")
+
+
 def shots_parser() -> argparse.ArgumentParser:
     p = Parser(prog="grade shots", description="List the shots of a clip with timecodes and key frames.")
-    p.add_argument("input", type=Path, help="video to analyse")
+    p.add_argument("input", type=Path, help="video or image sequence (shot.%%06d.exr, a folder) to analyse")
+    _footage_args(p)
     _common(p)
     return p
