@@ -17,6 +17,12 @@ separates them, on the pairs with masks (``<shared>/samples/pairs``), by grading
   global fast look elsewhere: perfect correspondence, a full global map per material;
 * ``per-segment fast``     the same per-segment transfers on ``grade``'s own joint segmentation
   (``grade.losses.shared_segments`` on ``descriptors``, 5 segments, at a 256 px side): no masks;
+* ``per-top-class fast``   ``per-class fast`` with two parts only: the masks' class at the top of the
+  content (its sky, or a portrait's backdrop) against everything else, when the reference holds it too:
+  what a perfect sky detector would give a two-part transfer;
+* ``per-sky fast``         the same two parts from a sky detector, no masks (:func:`sky_mask`, a
+  prototype: smooth regions connected to the top edge, not reaching the bottom, filled down to their
+  lowest row per column);
 * ``per-material fast``    no masks either: the learned look's own materials of the shot (k-means on
   ``material_features`` of the globally graded frame, soft memberships) and its own correspondence
   (each material's target: the reference's pixels of the joint segments its pixels fall in, in those
@@ -57,6 +63,8 @@ METHODS = (
     "per-class-fast",
     "per-segment-fast",
     "per-material-fast",
+    "per-top-class-fast",
+    "per-sky-fast",
 )
 METRICS = ("look", "region", "wash", "affine")
 CUES = (25.0, 25.0, 15.0, 10.0, 10.0)  # MaterialTraining.cue_weights
@@ -148,11 +156,57 @@ def grade_pair(ge, method: str, pair: Pair, o, r, om, rm, tmp: Path) -> np.ndarr
         return per_part_fast(o, r, *joint_parts(o, r))
     if method == "per-material-fast":
         return per_material_fast(o, r)
+    if method == "per-top-class-fast":
+        return per_part_fast(o, r, *top_class(om, rm))
+    if method == "per-sky-fast":
+        so, sr = sky_mask(o), sky_mask(r)
+        if so.mean() < 0.02 or sr.mean() < 0.02:  # sky in one of the two only: no split
+            so, sr = np.zeros_like(so), np.zeros_like(sr)
+        return per_part_fast(o, r, so.astype(np.int32), sr.astype(np.int32))
     out = tmp / f"{pair.name}.png"
     patched = true_correspondence(ge, pair, weak=method.endswith("weak"))
     with patched if method.startswith("learned-true-corr") else contextlib.nullcontext():
         grade_file(pair.content, pair.reference, GradeOptions(mode="learned", force=True), output=out)
     return ge.read_image(str(out))
+
+
+def top_class(om: np.ndarray, rm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two parts (1: the content mask's most common class in its top 5 % of rows, 0: the rest) of the
+    content and reference masks; no split (all 0) when that class is nearly everything or the reference
+    lacks it."""
+    rows = om[: max(1, om.shape[0] // 20)]
+    labels, counts = np.unique(rows, return_counts=True)
+    top = labels[np.argmax(counts)]
+    a, b = (om == top).astype(np.int32), (rm == top).astype(np.int32)
+    if a.mean() > 0.9 or b.mean() < 0.01:
+        return np.zeros_like(a), np.zeros_like(b)
+    return a, b
+
+
+def sky_mask(rgb: np.ndarray, side: int = 256, smooth_below: float = 2.0) -> np.ndarray:
+    """A prototype sky detector (bool ``(H, W)``) for RGB ``(H, W, 3)`` in [0, 1]: at a 256 px side, the
+    pixels where the Lab gradient is under ``smooth_below`` (ΔE a pixel, smoothed), in components that
+    touch the top row and not the bottom tenth, then everything above their lowest row in each column
+    (a running median over 1/12 of the width), which takes in clouds that break the smooth part."""
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    small = cv2.resize(rgb.astype(np.float32), (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    lab = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2Lab), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+    g = cv2.GaussianBlur(np.sqrt((gx**2 + gy**2).sum(-1)) / 8, (0, 0), 1.5)
+    hh, ww = g.shape
+    smooth = (g < smooth_below).astype(np.uint8)
+    _, lbl = cv2.connectedComponents(smooth, connectivity=4)
+    bottom = set(np.unique(lbl[int(hh * 0.9) :]).tolist())
+    top = [i for i in np.unique(lbl[0][smooth[0] > 0]).tolist() if i not in bottom]
+    sky = np.isin(lbl, top)
+    if sky.any():
+        rows = np.arange(hh)[:, None]
+        low = np.where(sky.any(0), (sky * rows).max(0), -1)
+        k = max(3, ww // 12) | 1
+        low = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(low, k // 2, mode="edge"), k), -1)
+        sky = rows <= low[None, :]
+    return cv2.resize(sky.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
 def per_material_fast(o: np.ndarray, r: np.ndarray, side: int = 256, segments: int = 5) -> np.ndarray:
