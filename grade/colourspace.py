@@ -116,6 +116,13 @@ def is_display(name: str, config=None) -> bool:
     return config.getColorSpace(name).getReferenceSpaceType() == ocio.REFERENCE_SPACE_DISPLAY
 
 
+def is_linear(name: str, config=None) -> bool:
+    """Whether a colour space holds scene-linear values (ACEScg, linear Rec.709: an EXR's), by its OCIO
+    encoding."""
+    config = config or load_config()
+    return config.getColorSpace(name).getEncoding() == "scene-linear"
+
+
 def space_of_tags(color_trc: int) -> str | None:
     """The input colour space that a container's transfer tag states unambiguously (PQ, HLG), else None:
     BT.709 and sRGB tags are display video, graded as it is without colour management."""
@@ -215,6 +222,8 @@ class ColourPipeline:
         # a display view clamps what lies outside the working space's [0, 1] itself; a scene-referred
         # output (--keep-log, a log or linear --output-space) must get those values back (outside())
         self.scene_output = not is_display(self.output, config)
+        # scene-linear ends: an image sequence's fades are measured, and undone, through a display-like power
+        self.linear_input, self.linear_output = is_linear(self.input, config), is_linear(self.output, config)
         self._packed: dict[str, object] = {}
         self._marks_made: dict[str, torch.Tensor | None] = {}
         self._managed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

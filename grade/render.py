@@ -56,6 +56,27 @@ def _sequence_working(seq: Sequence, colour: ColourPipeline | None, number: int,
     return np.clip(rgb, 0.0, 1.0) if clip else np.asarray(rgb, np.float32)
 
 
+FADE_POWER = 2.2  # a scene-linear sequence is analysed through x ** (1 / this): a fade stays a multiply
+
+
+def fade_powers(colour: ColourPipeline | None) -> tuple[float, float]:
+    """How a sequence's fade gain ``g`` (measured on its analysis codes) scales the input's values and the
+    output's: ``g ** p`` for a scene-linear end (the analysis saw it through a power), ``g`` for code
+    values (display or log, as a video's fades are taken)."""
+    if colour is None:
+        return 1.0, 1.0
+    return (FADE_POWER if colour.linear_input else 1.0), (FADE_POWER if colour.linear_output else 1.0)
+
+
+def _analysis_picture(seq: Sequence, colour: ColourPipeline | None, number: int) -> np.ndarray:
+    """A sequence frame as the shot analysis sees it, RGB uint8: its own code values (as a video's are
+    analysed), a scene-linear one through ``x ** (1 / FADE_POWER)`` so that it reads as a picture."""
+    rgb = np.clip(np.nan_to_num(read_frame(seq, number)), 0.0, 1.0)
+    if fade_powers(colour)[0] != 1.0:
+        rgb = rgb ** (1.0 / FADE_POWER)
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
 def sequence_shots(
     seq: Sequence,
     colour: ColourPipeline | None,
@@ -64,21 +85,27 @@ def sequence_shots(
     keep_next: bool = False,
 ) -> ShotList:
     """The shots of an image sequence, found as a video's are (:func:`grade.shots.detect_picture_shots`:
-    cuts, dissolves, fades, black and title shots, key frames) on its frames in the working space."""
-
-    def pictures() -> Iterator[np.ndarray]:
-        for number in seq.numbers:
-            yield (_sequence_working(seq, colour, number) * 255 + 0.5).astype(np.uint8)
-
+    cuts, dissolves, fades, black and title shots, key frames) on its code values
+    (:func:`_analysis_picture`). The key frames (and the frames after them) are then read again in the
+    working space, where looks are fitted."""
     settings = settings or ShotSettings()
-    return detect_picture_shots(pictures(), seq.width, seq.height, seq.fps, settings, on_frame, keep_next)
+    pictures = (_analysis_picture(seq, colour, number) for number in seq.numbers)
+    shots = detect_picture_shots(pictures, seq.width, seq.height, seq.fps, settings, on_frame, keep_next)
+
+    def working(index: int) -> np.ndarray:
+        rgb = (_sequence_working(seq, colour, seq.numbers[index]) * 255 + 0.5).astype(np.uint8)
+        return image_io.thumbnail(rgb, settings.key_side)
+
+    shots.keys = [working(s.key_frame) for s in shots.shots]
+    shots.neighbours = [None if n is None else working(s.key_frame + 1) for s, n in zip(shots.shots, shots.neighbours)]
+    return shots
 
 
 def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> None:
     """Shots, key frames and transitions (fades, dissolves: ``job.timeline``) of a video or an image
     sequence, or the still."""
     keep_next = options.mode == "learned" and TrainSettings().weights.temporal > 0
-    if job.sequence is not None:  # the video's analysis over the pictures, in the working space
+    if job.sequence is not None:  # the video's analysis over the pictures (key frames in the working space)
         with progress.stage("analyse", job.sequence.frames) as task:
             settings = ShotSettings(key_side=options.working_side)
             shots = sequence_shots(job.sequence, job.colour, settings, lambda i: task.update(completed=i), keep_next)
@@ -130,18 +157,52 @@ def grade_at_gain(
     return finish if defer else finish()
 
 
-def _sequence_frame(job: RenderJob, timeline: Timeline, index: int, shot: int, deep: np.ndarray) -> np.ndarray:
-    """Frame ``index`` of a sequence (16-bit RGB in the working space) graded by its shot's look, with its
-    fade's gain, and inside a dissolve cross-faded with the other side's look, as a video's frames are."""
-    seq, grades = job.sequence, job.grades
-    grade, gain = grades[shot], timeline.gain(index)
-    mix = timeline.dissolve(index)
+def _sequence_grades(job: RenderJob, timeline: Timeline, index: int, shot: int) -> list[tuple[ShotGrade, float]]:
+    """The looks frame ``index`` of a sequence goes through, with their weights: its shot's, and inside a
+    dissolve the other side's too, cross-faded as a video's frames are."""
+    grades = job.grades
+    grade, mix = grades[shot], timeline.dissolve(index)
     other = None if mix is None else grades[min(max(shot + (1 if index < mix[0] else -1), 0), len(grades) - 1)]
     if other is None or other is grade:
-        return grade_at_gain(grade, deep, gain, seq.height, seq.width)
+        return [(grade, 1.0)]
     a, b = (grade, other) if index < mix[0] else (other, grade)
-    ga, gb = (grade_at_gain(g, deep, gain, seq.height, seq.width) for g in (a, b))
-    return cross_fade(ga, gb, mix[1])
+    return [(a, 1.0 - mix[1]), (b, mix[1])]
+
+
+def _sequence_black(job: RenderJob, grades: list[tuple[ShotGrade, float]]) -> np.ndarray:
+    """What the looks make of the input's black, in the output space ``(3,)``: where a fade to black ends."""
+    colour = job.colour
+    at = None if colour is None else np.clip(colour.float_in(np.zeros((1, 1, 3), np.float32))[0, 0], 0.0, 1.0)
+    black = sum(w * g.black(at) for g, w in grades)
+    return black if colour is None else colour.float_out(np.asarray(black, np.float32)[None, None])[0, 0]
+
+
+def _sequence_frame(job: RenderJob, timeline: Timeline, index: int, shot: int, number: int) -> np.ndarray:
+    """Frame ``index`` (file ``number``) of a sequence graded, float RGB in the output space: its shot's look
+    (cross-faded with the other side's inside a dissolve), a faded frame graded as the undarkened frame
+    and faded again toward the looks' black (:func:`fade_powers`: in code values, as a video's fades)."""
+    seq, colour = job.sequence, job.colour
+    grades = _sequence_grades(job, timeline, index, shot)
+    gain = timeline.gain(index)
+    p_in, p_out = fade_powers(colour)
+    black = _sequence_black(job, grades) if gain != 1.0 else None
+    if gain <= 1e-3:  # black: the looks' black level
+        return np.broadcast_to(black.astype(np.float32), (seq.height, seq.width, 3)).copy()
+    rgb = read_frame(seq, number)
+    if gain != 1.0:
+        rgb = rgb / np.float32(gain**p_in)
+    full = rgb if colour is None else colour.float_in(rgb)
+    full = np.nan_to_num(np.asarray(full, np.float32), nan=0.0, posinf=65504.0, neginf=-65504.0)
+    work = np.clip(full, 0.0, 1.0)
+    deep = (work * 65535.0 + 0.5).astype(np.uint16)
+    graded = sum(w * g.grade(deep, seq.height, seq.width).astype(np.float32) for g, w in grades) / 65535.0
+    # what the look's [0, 1] domain cannot hold (negative ACEScct of saturated wide-gamut colours, or above
+    # 1) passes through, so that the output space gets it back
+    graded = graded + (full - work)
+    out = graded if colour is None else colour.float_out(graded)
+    if gain != 1.0:
+        out = black + np.float32(gain**p_out) * (out - black)
+    return np.asarray(out, np.float32)
 
 
 def render_still_job(job: RenderJob, options: GradeOptions, progress: Progress) -> dict:
@@ -173,20 +234,10 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     try:
         with progress.stage("render", seq.frames) as task:
             for i, number in enumerate(seq.numbers):
-                full = np.nan_to_num(
-                    _sequence_working(seq, job.colour, number, clip=False), nan=0.0, posinf=65504.0, neginf=-65504.0
-                )
-                work = np.clip(full, 0.0, 1.0)
                 grade = job.grades[int(shot_of[i])]
                 if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
                     grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
-                deep = (work * 65535.0 + 0.5).astype(np.uint16)
-                graded = _sequence_frame(job, timeline, i, int(shot_of[i]), deep).astype(np.float32) / 65535.0
-                # what the look's [0, 1] domain cannot hold (negative ACEScct of saturated wide-gamut colours,
-                # or above 1) passes through, so that the output space gets it back
-                graded += full - work
-                if job.colour is not None:
-                    graded = job.colour.float_out(graded)
+                graded = _sequence_frame(job, timeline, i, int(shot_of[i]), number)
                 write_frame(tmp / target.path(number).name, graded, seq)
                 task.advance()
         for number in seq.numbers:  # every frame is complete: publish them

@@ -67,12 +67,20 @@ class ShotGrade:
         for view in self.views:
             view.release_tables()
 
-    def black(self) -> np.ndarray:
+    def black(self, at: np.ndarray | None = None) -> np.ndarray:
         """What this grade makes of black, R'G'B' ``(3,)`` in [0, 1] (the reference's black level, at the
-        grade's strength): where a fade to black ends."""
-        if self.learned is None:  # fast: the strength is baked into self.lut
-            return self.lut[:, 0, 0, 0].double().numpy()
-        return self.full_lut[:, 0, 0, 0].double().numpy() * self.learned.strength
+        grade's strength): where a fade to black ends. ``at``: black's value where it is not 0 (a working
+        space's code for the input's black), ``(3,)``."""
+        if at is None:
+            if self.learned is None:  # fast: the strength is baked into self.lut
+                return self.lut[:, 0, 0, 0].double().numpy()
+            return self.full_lut[:, 0, 0, 0].double().numpy() * self.learned.strength
+        x = torch.from_numpy(np.asarray(at, np.float32)).view(1, 3, 1, 1)
+        with torch.inference_mode():
+            if self.learned is None:
+                return apply_lut(self.lut, x).view(3).double().numpy()
+            v = apply_lut(self.full_lut, x).view(3).double().numpy()
+        return at + self.learned.strength * (v - at)
 
     def grade(
         self, pixels: np.ndarray, height: int, width: int, defer: bool = False

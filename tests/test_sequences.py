@@ -189,3 +189,8 @@ def test_sequence_errors(capsys, tmp_path: Path, ref: Path) -> None:
     write(tmp_path / "x.0001.exr", linear(0), "half")
     code, o, err = run(capsys, tmp_path / "x.%04d.exr", "--look", ref, "-o", tmp_path / "x.%04d.exr")
     assert code == 2 and "overwrite the source" in err
+    code, o, err = run(capsys, "shots", tmp_path / "x.%04d.exr", "--json")
+    assert code == 0 and json.loads(o)["frames"] == 1, err
+    for fps in ("0", "-5", "nan"):
+        code, o, err = run(capsys, "shots", tmp_path / "x.%04d.exr", f"--fps={fps}")
+        assert code == 2 and err.count("\n") == 1 and "--fps" in err, err

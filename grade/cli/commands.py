@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -226,7 +227,9 @@ def run_presets(args: argparse.Namespace, console) -> int:
 def run_shots(args: argparse.Namespace, console) -> int:
     from grade.io.sequence import find_sequence, is_sequence_path
 
-    if is_sequence_path(args.input):  # analysed in the working space, as `grade` analyses it
+    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
+        raise InputError(f"--fps: a frame rate above 0 and at most 1000, not {args.fps:g}")
+    if is_sequence_path(args.input):  # analysed as `grade` analyses it
         from grade.colourspace import colour_pipeline, sequence_space
         from grade.render import sequence_shots
 
