@@ -96,6 +96,8 @@ def sequence_shots(
         rgb = (_sequence_working(seq, colour, seq.numbers[index]) * 255 + 0.5).astype(np.uint8)
         return image_io.thumbnail(rgb, settings.key_side)
 
+    for s in shots.shots:
+        s.start_number, s.end_number, s.key_number = (seq.numbers[i] for i in (s.start, s.end - 1, s.key_frame))
     shots.keys = [working(s.key_frame) for s in shots.shots]
     shots.neighbours = [None if n is None else working(s.key_frame + 1) for s, n in zip(shots.shots, shots.neighbours)]
     return shots

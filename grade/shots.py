@@ -63,6 +63,11 @@ class Shot(BaseModel):
     # black, flat or a title card throughout: graded with the global tone mapping only, and never
     # part of a scene look or a preset
     flat: bool = False
+    # an image sequence's file numbers of the shot's first and last frames and of its key frame
+    # (``start`` and ``end`` count frames from the sequence's first file; a gap makes them differ)
+    start_number: int | None = None
+    end_number: int | None = None
+    key_number: int | None = None
 
     @property
     def frames(self) -> int:

@@ -96,6 +96,9 @@ def test_a_gap_is_named_unless_allowed(capsys, tmp_path: Path, ref: Path) -> Non
     inp = oiio.ImageInput.open(str(tmp_path / "o_004.png"))
     assert str(inp.spec().format) == "uint16"
     inp.close()
+    code, o, err = run(capsys, "shots", tmp_path / "s_%03d.png", "--allow-gaps", "--json")
+    shots = json.loads(o)["shots"]
+    assert code == 0 and [(s["start"], s["end"], s["start_number"], s["end_number"]) for s in shots] == [(0, 3, 1, 4)]
 
 
 def test_10bit_dpx_log_round_trip_stays_within_one_code(capsys, tmp_path: Path, ref: Path) -> None:
@@ -145,6 +148,9 @@ def test_a_scanned_reel_is_graded_shot_by_shot(capsys, tmp_path: Path, ref: Path
     report = json.loads(o)
     assert [(s["start"], s["end"]) for s in report["shots"]] == [(0, 12), (12, 24)]
     assert all(s["start"] <= s["key_frame"] < s["end"] for s in report["shots"])
+    # and in the files' own numbers
+    assert [(s["start_number"], s["end_number"]) for s in report["shots"]] == [(1001, 1012), (1013, 1024)]
+    assert all(s["key_number"] == 1001 + s["key_frame"] for s in report["shots"])
     code, o, err = run(capsys, tmp_path / "alone" / "r.%d.png", "--look", ref, "--mode", "fast",
                        "-o", tmp_path / "out2" / "g.%d.png", "--json")  # fmt: skip
     assert code == 0 and len(json.loads(o)["shots"]) == 1, err
