@@ -131,34 +131,6 @@ def analyse_job(job: RenderJob, options: GradeOptions, progress: Progress) -> No
     job.timeline = Timeline([(0, shots.gains)], shots.transitions)
 
 
-def grade_at_gain(
-    grade: ShotGrade | ManagedGrade,
-    pixels: np.ndarray,
-    gain: float,
-    height: int,
-    width: int,
-    native: bool = False,
-    matrix: int = 1,
-    full_range: bool = True,
-    defer: bool = False,
-) -> np.ndarray | Callable[[], np.ndarray]:
-    """``grade`` on a frame of exposure ``gain`` (a fade; 1 is the key frame's): graded as the undarkened
-    frame, then faded again toward the grade's black (:mod:`grade.timeline`). With ``defer`` the result
-    may be a function that finishes the frame, as :meth:`ShotGrade.grade`'s."""
-    if gain == 1.0:
-        return grade.grade(pixels, height, width, defer=defer)
-    black = grade.black()
-    if gain <= 1e-3:  # black: the reference's black level
-        return regain(pixels, 0.0, black, native, height, matrix, full_range)
-    out = grade.grade(ungain(pixels, gain, native, height, full_range), height, width, defer=defer)
-
-    def finish() -> np.ndarray:
-        graded = out() if callable(out) else out
-        return regain(graded, gain, black, native, height, matrix, full_range)
-
-    return finish if defer else finish()
-
-
 def _sequence_grades(job: RenderJob, timeline: Timeline, index: int, shot: int) -> list[tuple[ShotGrade, float]]:
     """The looks frame ``index`` of a sequence goes through, with their weights: its shot's, and inside a
     dissolve the other side's too, cross-faded as a video's frames are."""
@@ -197,7 +169,10 @@ def _sequence_frame(job: RenderJob, timeline: Timeline, index: int, shot: int, n
     full = np.nan_to_num(np.asarray(full, np.float32), nan=0.0, posinf=65504.0, neginf=-65504.0)
     work = np.clip(full, 0.0, 1.0)
     deep = (work * 65535.0 + 0.5).astype(np.uint16)
-    graded = sum(w * g.grade(deep, seq.height, seq.width).astype(np.float32) for g, w in grades) / 65535.0
+    if len(grades) == 1:  # no dissolve: no weighting pass over the frame
+        graded = grades[0][0].grade(deep, seq.height, seq.width).astype(np.float32) / 65535.0
+    else:
+        graded = sum(w * g.grade(deep, seq.height, seq.width).astype(np.float32) for g, w in grades) / 65535.0
     # what the look's [0, 1] domain cannot hold (negative ACEScct of saturated wide-gamut colours, or above
     # 1) passes through, so that the output space gets it back
     graded = graded + (full - work)
@@ -476,7 +451,21 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
     prepared: dict[int, ShotGrade] = {}  # grades holding a lookup table
 
     def run(grade: ShotGrade, pixels: np.ndarray, gain: float) -> np.ndarray | Callable[[], np.ndarray]:
-        return grade_at_gain(grade, pixels, gain, info.height, info.width, native, matrix, full_range, defer=True)
+        """``grade`` on a frame of exposure ``gain`` (a fade): graded as the undarkened frame, then
+        faded again toward the grade's black."""
+        if gain == 1.0:
+            return grade.grade(pixels, info.height, info.width, defer=True)
+        black = grade.black()
+        if gain <= 1e-3:  # black: the reference's black level
+            return regain(pixels, 0.0, black, native, info.height, matrix, full_range)
+        lifted = ungain(pixels, gain, native, info.height, full_range)
+        out = grade.grade(lifted, info.height, info.width, defer=True)
+
+        def finish() -> np.ndarray:
+            graded = out() if callable(out) else out
+            return regain(graded, gain, black, native, info.height, matrix, full_range)
+
+        return finish
 
     def grade_frame(index: int, pixels: np.ndarray) -> np.ndarray | Callable[[], np.ndarray]:
         shot, grade = pick.grade_for(index)
