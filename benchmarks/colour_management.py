@@ -8,6 +8,13 @@ throughput of a log clip against the same clip in Rec.709, and two cameras grade
   time of a 1080p S-Log3 frame graded with colour management minus the same frame graded by the look
   alone, for 8-bit RGBA, 8-bit 4:2:0 planes and 16-bit RGB, with the two separate lookups beside it,
   interleaved, medians of ``--repeats``; and what the composition costs once per shot;
+* learned: the same for a learned look (trained on the S-Log3 frame in the working space against
+  ``34_reference``) to the Rec.709 view: the look alone on the working frame, the ``folded`` path
+  ``grade`` takes (input transform folded into the look's base table, the field fitted on the frame
+  brought to the working space at half size) and the ``separate`` one (two lookups around the look: what
+  it took before, and what a scene-referred output still takes), the field computed once and reused so
+  that the rows time the per-pixel work; and each path's mean / p99 ΔE2000 to OCIO's exact chain around
+  the look's float path (every 4th pixel);
 * 16-bit lookups: each of those tables on a 16-bit 1080p frame by OpenColorIO's ``Lut3D`` op (what
   ``grade`` uses) against ``grid_sample`` in float (what it used before), interleaved;
 * ``--keep-log`` around a learned look: the two lookups with the pixels the baked tables get wrong sent
@@ -248,6 +255,72 @@ def keep_log_outside(shared: Path, repeats: int) -> list[list]:
     return rows
 
 
+def learned(shared: Path, repeats: int) -> list[list]:
+    """The per-frame cost of colour management around a learned look, folded and separate (module docstring)."""
+    import cv2
+
+    from grade.io.image import fit_side, read_image, to_tensor
+    from grade.train import train_look
+    from grade.transfer import fast_lut
+
+    cp = colour_pipeline("slog3", None, None, False, None)
+    log = log_frame_1080(shared).astype(np.float32)
+    h, w = log.shape[:2]
+    key = np.clip(cp.float_in(cv2.resize(log, (512, 288), interpolation=cv2.INTER_AREA)), 0, 1)
+    ref = cp.reference(to_tensor(fit_side(read_image(shared / REFERENCE).rgb, 512)))
+    lut = fast_lut(torch.from_numpy(key).permute(2, 0, 1).contiguous(), ref)
+    look, _ = train_look(torch.from_numpy(key).permute(2, 0, 1).contiguous(), ref, lut)
+    fields: dict = {}
+    fit = look.field_small
+
+    def field_once(small: torch.Tensor):  # computed once per size, then reused
+        if tuple(small.shape) not in fields:
+            fields[tuple(small.shape)] = fit(small)
+        return fields[tuple(small.shape)]
+
+    look.field_small = field_once
+    work = np.clip(np.nan_to_num(cp.float_in(log)), 0, 1)
+    graded = look.apply(torch.from_numpy(work).permute(2, 0, 1)[None].contiguous())[0].permute(1, 2, 0).numpy()
+    exact = np.clip(cp.float_out(graded), 0, 1)[::4, ::4]
+    alone, folded_grade, separate_grade = (ShotGrade(lut, 1.0, look, stabilise=False) for _ in range(3))
+    folded, separate = managed(cp, folded_grade), managed(cp, separate_grade)
+    separate.kind = "separate"  # the path a scene-referred output takes
+    assert folded.kind == "folded"
+    rows = []
+    rgba = np.dstack([(log * 255 + 0.5).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+    for label, frame in (("8-bit RGBA", rgba), ("16-bit RGB", (log * 65535 + 0.5).astype(np.uint16))):
+        for g in (alone, folded, separate):
+            g.prepare(False, 1, False)
+        in_working = cp.frame_in(frame)
+        fns = {
+            "alone": lambda f=in_working: alone.grade(f, h, w),
+            "folded": lambda f=frame: folded.grade(f, h, w),
+            "separate": lambda f=frame: separate.grade(f, h, w),
+        }
+        med = interleaved_ms(fns, repeats)
+        scale = 65535.0 if frame.dtype == np.uint16 else 255.0
+        errors = []
+        for name in ("folded", "separate"):
+            got = fns[name]()[::4, ::4, :3].astype(np.float32) / scale
+            d = np.asarray(delta_e2000(srgb_to_lab(got), srgb_to_lab(exact)))
+            errors += [float(d.mean()), float(np.quantile(d, 0.99))]
+        alone_ms = med["alone"]
+        rows.append(
+            [
+                label,
+                alone_ms,
+                med["folded"],
+                med["folded"] - alone_ms,
+                med["separate"],
+                med["separate"] - alone_ms,
+                *errors,
+            ]
+        )
+    for g in (alone, folded_grade, separate_grade):
+        g.release()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -264,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     headers = ["1080p S-Log3 frame, fast look", "look alone ms", "composed CM ms", "CM cost ms", "separate CM ms"]
     print(table([*headers, "separate CM cost ms"], comp["rows"]))
     print("composition once per shot: " + ", ".join(f"{k} {v:.2f}" for k, v in comp["build"].items()))
+    rows = learned(shared, args.repeats)
+    out["learned_ms"] = rows
+    headers = ["1080p S-Log3 frame, learned look", "look alone ms", "folded ms", "folded CM cost ms", "separate ms"]
+    headers += ["separate CM cost ms", "folded ΔE mean", "folded ΔE p99", "separate ΔE mean", "separate ΔE p99"]
+    print(table(headers, rows))
     rows = u16_paths(shared, args.repeats)
     out["u16_ms"] = rows
     print(table(["16-bit 1080p lookup", "OCIO Lut3D ms", "grid_sample ms", "speed-up"], rows))

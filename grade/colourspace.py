@@ -412,6 +412,20 @@ class ColourPipeline:
 
         return unbiased_nodes(torch.from_numpy(out).T.reshape(3, size, size, size).contiguous())
 
+    def compose_input(self, lut: torch.Tensor, size: int = COMPOSE_SIZE, unbiased: bool = True) -> torch.Tensor:
+        """A working-space table ``lut`` ``(3, N, N, N)`` with the input transform folded in: a
+        ``(3, size, size, size)`` table from input code values to ``lut``'s working values, through OCIO's
+        exact processor, the working values clipped to [0, 1] as :meth:`frame_in` clips them (a learned
+        look's base: its field is fitted on clipped values; only a display output may use it, whose view
+        clamps what the clip took off). ``unbiased``: the nodes of :func:`~grade.lut.unbiased_nodes`."""
+        from grade.lut import apply_lut, unbiased_nodes
+
+        work = torch.from_numpy(np.clip(self._grid_in(size), 0.0, 1.0))
+        with torch.inference_mode():
+            out = apply_lut(lut.float(), work.T.reshape(1, 3, -1, 1))[0, :, :, 0].reshape(3, size, size, size)
+        out = out.clamp(0, 1).contiguous()
+        return unbiased_nodes(out) if unbiased else out
+
     def exact(self, lut: torch.Tensor, rgb: np.ndarray) -> np.ndarray:
         """Input-space R'G'B' ``(P, 3)`` float32 in [0, 1] through OCIO's exact ``input -> working``, the
         look ``lut`` and OCIO's ``working -> output``: ``(P, 3)`` in [0, 1] (the composed tables' reference)."""

@@ -77,18 +77,21 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(delta_e2000(srgb_to_lab(a / 65535.0), srgb_to_lab(b / 65535.0))))
 
 
-def test_two_cameras_graded_with_one_preset_agree(capsys, cameras) -> None:
-    root, library = cameras["root"], cameras["root"] / "library"
-    base = ["--mode", "fast", "--library", library, "--codec", "ffv1", "--force", "-q"]
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_two_cameras_graded_with_one_preset_agree(capsys, cameras, mode: str) -> None:
+    """One preset made on the S-Log3 clip grades the LogC3 clip of the same scene to the same picture (the
+    learned look through its folded base table: the Rec.709 view is a display output)."""
+    root, library = cameras["root"], cameras["root"] / f"library-{mode}"
+    base = ["--mode", mode, "--library", library, "--codec", "ffv1", "--force", "-q"]
     code, _, err = run(
         capsys, cameras["slog3"], "--look", cameras["reference"], "--input-space", "slog3",
-        "--save-preset", "night", "-o", root / "made.mkv", *base,
+        "--save-preset", "night", "-o", root / f"made-{mode}.mkv", *base,
     )  # fmt: skip
     assert code == 0, err
     outs = {}
     for cam, space in (("slog3", "slog3"), ("logc3", "logc3"), ("wrong", "slog3")):
         src = cameras["logc3" if cam == "wrong" else cam]
-        out = root / f"{cam}.graded.mkv"
+        out = root / f"{cam}.{mode}.graded.mkv"
         code, o, err = run(capsys, src, "--preset", "night", "--input-space", space, "-o", out, *base[:-1], "--json")
         assert code == 0, err
         report = json.loads(o)
@@ -96,6 +99,7 @@ def test_two_cameras_graded_with_one_preset_agree(capsys, cameras) -> None:
         assert report["colour"]["output"] == "Rec.1886 Rec.709 - Display"
         outs[cam] = read_rgb(out)
     agree = mean_delta_e(outs["slog3"], outs["logc3"])
+    print(mode, "agreement", agree, "wrong camera", mean_delta_e(outs["slog3"], outs["wrong"]))
     assert agree <= 1.0, agree
     # the same preset on the LogC3 clip read as if it were S-Log3: visibly off (the test can tell)
     assert mean_delta_e(outs["slog3"], outs["wrong"]) > 3 * max(agree, 0.5)
@@ -352,6 +356,60 @@ def test_composed_table_agrees_with_the_processor_and_the_separate_path(space) -
     composed.prepare(False, 1, False)
     assert composed._table is not None and np.array_equal(composed.grade(rgba, H, W), composed.grade(rgba, H, W))
     assert colour_pipeline(None, None, None, False, None) is None
+
+
+def test_learned_look_to_a_display_folds_the_input_transform_into_its_base() -> None:
+    """A learned look on S-Log3 frames to the Rec.709 view: one lookup from input codes to the look's base,
+    the field fitted on the frame brought to the working space at half size, then the output lookup
+    (``folded``: no full-size input-to-working pass). Against OCIO's exact chain around the look's float
+    path it is as close as the two lookups around the look at 16 bits, and closer at 8 bits (no 8-bit
+    working frame is rounded). A scene-referred output, or a look below full strength, keeps the two
+    lookups."""
+    import cv2
+    from clips import scene_frame
+
+    from grade.colourgrade import managed
+    from grade.colourspace import colour_pipeline
+    from grade.io.image import to_tensor
+    from grade.model.look import LearnedLook, LookSettings
+    from grade.shotgrade import ShotGrade
+    from grade.train import TrainSettings, train_look
+    from grade.transfer import fast_lut
+
+    cp = colour_pipeline("slog3", None, None, False, None)
+    big = (192, 256)  # four times the working side of 64: the half-size step is taken
+    logs = [cv2.resize(p, big[::-1], interpolation=cv2.INTER_CUBIC).clip(0, 1) for p in _log_pictures()[:2]]
+    key = torch.from_numpy(np.clip(cp.float_in(logs[0]), 0, 1)).permute(2, 0, 1).contiguous()
+    ref = cp.reference(to_tensor(scene_frame(64, 48, 0, 1)))
+    lut = fast_lut(key, ref)
+    look, _ = train_look(key, ref, lut, LookSettings(working_side=64), TrainSettings(steps=20))
+    grade = ShotGrade(lut, 1.0, look, stabilise=False)
+    other = ShotGrade(lut, 1.0, look, stabilise=False)  # held: a managed grade keeps its grade weakly
+    folded, two = managed(cp, grade), managed(cp, other)
+    two.kind = "separate"  # the path it replaced, for comparison
+    assert folded.kind == "folded" and folded.base_lut.shape == (3, 129, 129, 129)
+    for m in (folded, two):
+        m.prepare(False, 1, False)
+    h, w = big
+    for pic in logs:
+        work = np.clip(cp.float_in(pic), 0, 1).astype(np.float32)
+        graded = look.apply(torch.from_numpy(work).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+        exact = np.clip(cp.float_out(graded), 0, 1)
+        deep = (pic * 65535 + 0.5).astype(np.uint16)
+        one, sep = folded.grade(deep, h, w) / 65535.0, two.grade(deep, h, w) / 65535.0
+        print("16-bit", _de(exact, one), _de(exact, sep))
+        assert _de(exact, one) <= 0.2 and _de(exact, one) <= _de(exact, sep) + 0.05, (_de(exact, one), _de(exact, sep))
+        rgba = np.dstack([(pic * 255 + 0.5).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+        one, sep = folded.grade(rgba, h, w), two.grade(rgba, h, w)
+        assert (one[..., 3] == 255).all()
+        print("8-bit", _de(exact, one[..., :3] / 255.0), _de(exact, sep[..., :3] / 255.0))
+        assert _de(exact, one[..., :3] / 255.0) < _de(exact, sep[..., :3] / 255.0)
+    # what the fold needs: a display output (its view clamps what the working space clipped), full strength
+    assert managed(colour_pipeline("slog3", None, None, True, None), grade).kind == "separate"  # --keep-log
+    soft = LearnedLook(lut, look.net, look.settings, strength=0.5)
+    assert managed(cp, ShotGrade(lut, 0.5, soft)).kind == "separate"
+    grade.release()
+    assert folded._base is None and folded._table is None
 
 
 def _tagged_yuv420(path: Path, frames: list[np.ndarray]) -> Path:

@@ -225,7 +225,12 @@ class LearnedLook:
         return self.apply_field(frame, field, base=frame if self.settings.guide == "source" else None)
 
     def apply_pixels(
-        self, pixels: np.ndarray, table: PackedTable | None = None, stabiliser: Stabiliser | None = None
+        self,
+        pixels: np.ndarray,
+        table: PackedTable | None = None,
+        stabiliser: Stabiliser | None = None,
+        fit_on: np.ndarray | None = None,
+        base_lut: torch.Tensor | None = None,
     ) -> np.ndarray:
         """Grade a decoded frame in the layout of :mod:`grade.io.video`: 8-bit RGBA ``(H, W, 4)`` (the
         global part through ``table``, a :class:`~grade.lut.PackedTable` of this look's LUT) or 16-bit
@@ -233,12 +238,21 @@ class LearnedLook:
 
         With a :class:`~grade.temporal.Stabiliser` (frames of one shot, in order), the working-resolution
         field is blended with the previous frame's, motion-compensated (no flicker).
+
+        ``fit_on`` and ``base_lut`` grade a frame that is not in the look's own space (colour-managed
+        footage, :class:`grade.colourgrade.ManagedGrade`): ``fit_on`` is the frame in the look's space at any
+        size down to the working one (same layout; the field is fitted on it, shrunk), and the base comes
+        from ``table`` (8-bit) or ``base_lut`` (16-bit), tables of :attr:`guide_lut` composed with the
+        frame's transform. Only with the ``"base"`` guide at strength 1, which never see the frame itself.
         """
         deep = pixels.dtype == np.uint16
         scale = 65535.0 if deep else 255.0
         rgb = pixels[..., :3]
+        if fit_on is not None and (self.settings.guide != "base" or self.strength != 1.0):
+            raise ValueError("fit_on needs the base guide at strength 1")
         h, w = working_size(rgb.shape[0], rgb.shape[1], self.settings.working_side)
-        shrunk = cv2.resize(pixels, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
+        seen = pixels if fit_on is None else fit_on
+        shrunk = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
         small = torch.from_numpy(shrunk.astype(np.float32) / scale).permute(2, 0, 1)[None]
         if stabiliser is not None:  # it runs the network only when it cannot carry the previous field
             luma = cv2.cvtColor(np.ascontiguousarray(shrunk), cv2.COLOR_RGB2GRAY)
@@ -253,7 +267,8 @@ class LearnedLook:
             *rgb_planes, alpha = cv2.split(table.apply_rgba(pixels))
             base = torch.from_numpy(np.stack(rgb_planes))[None]
         elif deep:  # the global part as 16-bit codes (OpenColorIO's op: ~4x grid_sample's speed)
-            base = torch.from_numpy(np.stack(cv2.split(apply_lut_u16(self.guide_lut, rgb))))[None]
+            lut = self.guide_lut if base_lut is None else base_lut
+            base = torch.from_numpy(np.stack(cv2.split(apply_lut_u16(lut, rgb))))[None]
         frame = None
         if (base is None or self.strength != 1.0) and self.settings.guide != "source":
             frame = torch.from_numpy(np.stack(cv2.split(rgb)[:3]))[None]  # planar (1, 3, H, W)
