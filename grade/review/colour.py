@@ -87,8 +87,10 @@ class ReviewColour:
     def apply(self, colour: ColourPipeline, key: tuple, preset, strength: float, regional: float, rgb: np.ndarray):
         """An input-space picture (RGB ``(H, W, 3)``, uint8 or uint16: a 10-bit log clip is shown from its
         16-bit decode, as the render grades it) graded by ``preset`` at ``strength`` into the output space,
-        through the render's own path: one composed table for a fast or LUT look (at 16 bits), the two
-        transforms around a learned one. Returns RGB uint8. ``key`` names the grade (cached)."""
+        through the render's own path (:class:`~grade.colourgrade.ManagedGrade`, at 16 bits): one composed
+        table for a fast or LUT look, the folded base table and the output transform for a learned one
+        (the two transforms around it for a scene-referred output). Returns RGB uint8. ``key`` names the
+        grade (cached)."""
         from grade.colourgrade import managed
         from grade.lut import apply_lut_u16
 
@@ -100,7 +102,7 @@ class ReviewColour:
         if m.kind == "composed":
             out = apply_lut_u16(m.lut, deep)
         else:
-            out = colour.frame_out(grade.grade_still(colour.frame_in(deep)))
+            out = m.grade(deep, deep.shape[0], deep.shape[1])
         return ((out.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
     def before(self, colour: ColourPipeline, rgb: np.ndarray) -> np.ndarray:
