@@ -18,7 +18,7 @@ is rounded). A scene-referred output keeps the two lookups around the grade (``s
 whose working values the working space's [0, 1] clipped get the clipped part back, and pixels where
 either baked table is more than a code off go through OCIO's exact processors
 (:meth:`ColourPipeline.outside`, ~20 / ~90 ms); so do a look at ``--strength`` below 1 (its blend with
-the footage needs the working frame) and grade 0.1's network looks (whose field maps the frame itself).
+the footage needs the working frame) and a look with the "source" guide (whose field maps the frame itself).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class ManagedGrade:
 
     @property
     def lut(self) -> torch.Tensor | None:
-        """The composed table ``(3, 129, 129, 129)`` from input to output code values (None: ``separate``),
+        """The composed table ``(3, 129, 129, 129)`` from input to output code values (None: ``folded``, ``separate``),
         built on first use (~0.7 s, 25 MiB) and dropped by :meth:`release`."""
         if self._look is None:
             return None
@@ -153,9 +153,9 @@ class ManagedGrade:
             seen = colour.frame_in(np.ascontiguousarray(mid))
             table = None
             if pixels.dtype == np.uint8:
-                if not isinstance(self._table, PackedTable):  # a frame before prepare()
-                    self._table = PackedTable(self.base_lut)
-                table = self._table
+                table = self._table  # held locally: release() on another thread must not empty it midway
+                if not isinstance(table, PackedTable):  # a frame before prepare()
+                    table = self._table = PackedTable(self.base_lut)
             out = self.learned.apply_pixels(pixels, table, self.stabiliser, fit_on=seen, base_lut=self.base_lut)
             return colour.frame_out(out)
         working = colour.frame_in(pixels)

@@ -79,8 +79,8 @@ def mean_delta_e(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("mode", ["fast", "learned"])
 def test_two_cameras_graded_with_one_preset_agree(capsys, cameras, mode: str) -> None:
-    """One preset made on the S-Log3 clip grades the LogC3 clip of the same scene to the same picture (the
-    learned look through its folded base table: the Rec.709 view is a display output)."""
+    """One preset made on the S-Log3 clip grades the LogC3 clip of the same scene to the same picture, in
+    fast and in learned mode (the fold itself is checked by the test of the folded base table below)."""
     root, library = cameras["root"], cameras["root"] / f"library-{mode}"
     base = ["--mode", mode, "--library", library, "--codec", "ffv1", "--force", "-q"]
     code, _, err = run(
@@ -378,7 +378,10 @@ def test_learned_look_to_a_display_folds_the_input_transform_into_its_base() -> 
 
     cp = colour_pipeline("slog3", None, None, False, None)
     big = (192, 256)  # four times the working side of 64: the half-size step is taken
-    logs = [cv2.resize(p, big[::-1], interpolation=cv2.INTER_CUBIC).clip(0, 1) for p in _log_pictures()[:2]]
+    # grain (10 10-bit codes) inside the working resolution's blocks: what a fit on a frame shrunk in log codes
+    # gets wrong (measured: 0.095 folded, 0.091 separate; with grain of 40 codes the fold is 0.31, separate 0.07)
+    noise = np.random.default_rng(3).normal(0, 0.01, (*big, 3)).astype(np.float32)
+    logs = [(cv2.resize(p, big[::-1], interpolation=cv2.INTER_CUBIC) + noise).clip(0, 1) for p in _log_pictures()[:2]]
     key = torch.from_numpy(np.clip(cp.float_in(logs[0]), 0, 1)).permute(2, 0, 1).contiguous()
     ref = cp.reference(to_tensor(scene_frame(64, 48, 0, 1)))
     lut = fast_lut(key, ref)

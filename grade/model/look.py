@@ -250,6 +250,8 @@ class LearnedLook:
         rgb = pixels[..., :3]
         if fit_on is not None and (self.settings.guide != "base" or self.strength != 1.0):
             raise ValueError("fit_on needs the base guide at strength 1")
+        if fit_on is not None and (table if not deep else base_lut) is None:
+            raise ValueError("fit_on needs the frame's own base table")  # else the base would be of the wrong space
         h, w = working_size(rgb.shape[0], rgb.shape[1], self.settings.working_side)
         seen = pixels if fit_on is None else fit_on
         shrunk = cv2.resize(seen, (w, h), interpolation=cv2.INTER_AREA)[..., :3]  # contiguous input: no copy
