@@ -411,6 +411,26 @@ def test_learned_look_to_a_display_folds_the_input_transform_into_its_base() -> 
     assert managed(colour_pipeline("slog3", None, None, True, None), grade).kind == "separate"  # --keep-log
     soft = LearnedLook(lut, look.net, look.settings, strength=0.5)
     assert managed(cp, ShotGrade(lut, 0.5, soft)).kind == "separate"
+    # the folded path's stabiliser: prepare() starts a shot afresh (nothing carried across a cut), and
+    # reset=False (the other side of a dissolve) keeps what the frames before left
+    steady = ShotGrade(lut, 1.0, look, stabilise=True)
+    still = managed(cp, steady)
+    assert still.kind == "folded" and still.stabiliser is steady.stabiliser is not None
+    first = np.dstack([(logs[0] * 255 + 0.5).astype(np.uint8), np.full((h, w), 255, np.uint8)])
+    later = first.copy()
+    later[..., :3] = np.clip(first[..., :3].astype(np.int16) + 6, 0, 255).astype(np.uint8)  # a little brighter
+    still.prepare(False, 1, False)
+    fresh = still.grade(later, h, w)
+    still.prepare(False, 1, False)
+    still.grade(first, h, w)
+    carried = still.grade(later, h, w)
+    assert not np.array_equal(carried, fresh)  # the field was carried from the frame before
+    still.prepare(False, 1, False)
+    still.grade(first, h, w)
+    still.prepare(False, 1, False, reset=False)
+    assert np.array_equal(still.grade(later, h, w), carried)  # kept across the prepare
+    still.prepare(False, 1, False)
+    assert np.array_equal(still.grade(later, h, w), fresh)  # a new shot: as if it were the first frame
     grade.release()
     assert folded._base is None and folded._table is None
 
