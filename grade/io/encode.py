@@ -36,6 +36,7 @@ from grade.io.streams import RenderStats, map_other_streams
 from grade.io.timecode import shift_timecode
 
 _END = object()
+_CICP_MATRIX = {1: 1, 4: 4, 5: 6, 7: 7, 9: 9}  # swscale's colourspace -> the stream's matrix tag (BT.601: 6)
 
 
 class _Worker(threading.Thread):
@@ -342,6 +343,11 @@ class FrameEncoder:
     ) -> None:
         self.box, self.info, self.pix_fmt, self.fmt = out_box, info, pix_fmt, fmt
         self.matrix, self.range = yuv_matrix(info), range_of(info)
+        if encoder == "dnxhd" and self.matrix != 1:
+            # VC-3 carries no matrix and is read as BT.709 whatever its size, and the .mov muxer writes no colour
+            # atom without all three tags (log footage has none): a 640x360 DNxHR written BT.601 was read
+            # 7 10-bit codes off
+            self.matrix = 1
         rate = info.frame_rate
         try:
             vout = out_box.add_stream(encoder, rate=rate)
@@ -362,7 +368,10 @@ class FrameEncoder:
             with contextlib.suppress(AttributeError, ValueError):
                 vout.sample_aspect_ratio = sar
         if not pix_fmt.startswith(("rgb", "bgr", "gbr")):
-            cc.colorspace = info.colorspace if info.colorspace in SWS_MATRIX else 2
+            # the matrix the planes were written with, stated even where the source left it to a guess (an
+            # untagged stream is read by its size: BT.709 from 720 lines, BT.601 below)
+            tagged = info.colorspace in SWS_MATRIX and SWS_MATRIX[info.colorspace] == self.matrix
+            cc.colorspace = info.colorspace if tagged else _CICP_MATRIX[self.matrix]
             cc.color_range = self.range
         cc.color_primaries = info.color_primaries
         cc.color_trc = info.color_trc
