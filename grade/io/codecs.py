@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import io
+import re
 from pathlib import Path
 
 import av
@@ -45,6 +47,13 @@ _FINISHING = {
     "dnxhr_hq": ("dnxhd", {"profile": "dnxhr_hq"}, "yuv422p"),
     "hevc10": ("libx265", {"preset": "medium", "x265-params": "log-level=error"}, "yuv420p10le"),
 }
+
+
+def _spelling(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", name.lower())
+
+
+_FINISHING_SPELLINGS = {_spelling(k): k for k in _FINISHING}
 DNXHR_MIN = (256, 120)  # FFmpeg's DNxHR encoder refuses smaller frames
 
 
@@ -78,6 +87,7 @@ def choose_codec(output: Path, codec: str | None, crf: int | None, info: VideoIn
         InputError: unknown or unavailable codec.
     """
     name = codec.lower() if codec else _CONTAINER_DEFAULT.get(output.suffix.lower(), "libx264")
+    name = _FINISHING_SPELLINGS.get(_spelling(name), name)  # ProRes-4444, prores_422_hq, DNxHR HQX
     if name in ("dnxhd", "dnxhr"):  # DNxHD's fixed bitrate/size table fails on most frames: DNxHR takes any size
         name = "dnxhr_hqx" if info.is_high_bit_depth else "dnxhr_hq"
     if name in _FINISHING:
@@ -97,7 +107,10 @@ def choose_codec(output: Path, codec: str | None, crf: int | None, info: VideoIn
     try:
         enc = av.Codec(name, "w")
     except (av.error.FFmpegError, ValueError):
-        raise InputError(f"unknown video codec: {codec or name}") from None
+        known = [*_FINISHING, *_CODEC_ALIASES]
+        near = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(near)}" if near else f"; known: {', '.join(known)} or an FFmpeg encoder name"
+        raise InputError(f"unknown video codec: {codec or name}{hint}") from None
     if enc.type != "video":
         raise InputError(f"not a video codec: {codec}")
     opts: dict[str, str] = {}
