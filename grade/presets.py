@@ -183,22 +183,63 @@ def lut_error(
 ):
     """Mean and 95th-percentile CIEDE2000 between ``fitted`` and the full look on ``keys`` (``full``:
     the look's output on them, when the caller has it already)."""
-    from grade.color import delta_e2000, srgb_to_lab
     from grade.io.image import to_tensor
 
     if not keys:
         return None
     if full is None:
         full = _grade_keys(preset_look, lut, keys)
-    des = []
+    pairs = []
     for k, y in zip(keys, full):
         with torch.inference_mode():
-            z = apply_lut(fitted, to_tensor(k)[None])[0].permute(1, 2, 0).numpy()
-        des.append(delta_e2000(srgb_to_lab(np.clip(y, 0, 1)), srgb_to_lab(np.clip(z, 0, 1))).reshape(-1))
-    de = np.concatenate(des)
-    return LutError(
-        size=fitted.shape[-1], mean_de2000=round(float(de.mean()), 4), p95_de2000=round(float(np.percentile(de, 95)), 4)
+            pairs.append((y, apply_lut(fitted, to_tensor(k)[None])[0].permute(1, 2, 0).numpy()))
+    return _error_of(pairs, fitted.shape[-1])
+
+
+def _error_of(pairs: list[tuple[np.ndarray, np.ndarray]], size: int) -> LutError:
+    """CIEDE2000 statistics of ``(wanted, got)`` pictures ``(H, W, 3)`` (R'G'B' in [0, 1], read as sRGB)."""
+    from grade.color import delta_e2000, srgb_to_lab
+
+    de = np.concatenate(
+        [delta_e2000(srgb_to_lab(np.clip(y, 0, 1)), srgb_to_lab(np.clip(z, 0, 1))).reshape(-1) for y, z in pairs]
     )
+    return LutError(
+        size=size, mean_de2000=round(float(de.mean()), 4), p95_de2000=round(float(np.percentile(de, 95)), 4)
+    )
+
+
+def baked_lut_error(
+    look: LearnedLook | None,
+    lut: torch.Tensor,
+    baked: torch.Tensor,
+    keys: list[np.ndarray],
+    spaces: tuple[str, str],
+    working: str,
+    config,
+) -> LutError | None:
+    """How far a LUT with the input and/or output transforms baked in (``spaces``: what it takes and
+    gives) is from ``grade``'s colour-managed render of the key frames (working space, RGB uint8): each
+    key taken to the LUT's input space through OCIO, through ``baked``, against the full look on the key
+    taken to the output space through OCIO. What a ``.cube`` applied by another tool to the camera's
+    footage would be off by."""
+    from grade.colourspace import ocio_apply
+    from grade.io.image import to_tensor
+
+    if not keys:
+        return None
+    src, dst = spaces
+    pairs = []
+    for k, y in zip(keys, _grade_keys(look, lut, keys)):
+        x = k.astype(np.float32) / 255.0
+        if src != working:
+            x = np.clip(np.nan_to_num(ocio_apply(x, working, src, config)), 0, 1)
+        wanted = np.clip(y, 0, 1)
+        if dst != working:
+            wanted = np.nan_to_num(ocio_apply(wanted, working, dst, config))
+        with torch.inference_mode():
+            got = apply_lut(baked, to_tensor(x)[None])[0].permute(1, 2, 0).numpy()
+        pairs.append((wanted, got))
+    return _error_of(pairs, baked.shape[-1])
 
 
 def fit_look_lut(

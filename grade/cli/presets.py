@@ -12,7 +12,7 @@ import torch
 from grade.errors import InputError
 from grade.io.atomic import atomic_output, check_output_path
 from grade.library import Library
-from grade.presets import Preset, fit_look_lut, read_preset
+from grade.presets import Preset, baked_lut_error, fit_look_lut, read_preset
 
 
 def data_console():
@@ -174,6 +174,7 @@ def _with_transforms(preset, look_lut, cube_input: str | None, cube_output: str 
 
 def _export(args, library: Library, console) -> int:
     from grade.cdl import fit_cdl, write_cc
+    from grade.colourspace import load_config
     from grade.cube import write_cube
     from grade.io.image import to_tensor
     from grade.lut import apply_lut, grid_points
@@ -192,6 +193,11 @@ def _export(args, library: Library, console) -> int:
         if fitted.shape[-1] != args.size or err is None and preset.keys:
             fitted, err = fit_look_lut(preset.learned, preset.lut, preset.keys, args.size)
         fitted, spaces = _with_transforms(preset, fitted, args.cube_input, args.cube_output)
+        baked = spaces is not None and spaces != (preset.manifest.working_space,) * 2
+        if baked:  # what the .cube is off by on the camera's footage, not the look's own LUT
+            err = baked_lut_error(
+                preset.learned, preset.lut, fitted, preset.keys, spaces, preset.manifest.working_space, load_config()
+            )
         comments = [f"grade preset {preset.name}"]
         if spaces is not None:
             comments += [f"input: {spaces[0]}", f"output: {spaces[1]}"]
@@ -200,7 +206,7 @@ def _export(args, library: Library, console) -> int:
             write_cube(tmp, fitted, title=title, comments=comments)
         result.update({"cube": str(args.cube), "size": args.size})
         if spaces is not None:
-            result.update({"input_space": spaces[0], "output_space": spaces[1]})
+            result.update({"input_space": spaces[0], "output_space": spaces[1], "baked": baked})
         if err is not None:
             result.update({"mean_de2000": err.mean_de2000, "p95_de2000": err.p95_de2000})
     if args.cdl is not None:
@@ -219,8 +225,11 @@ def _export(args, library: Library, console) -> int:
     if "cube" in result:
         text += f" -> {result['cube']} ({args.size}-point LUT"
         if "mean_de2000" in result:
-            text += f"; vs the full look on its key frames: mean ΔE2000 {result['mean_de2000']:.2f}, "
+            against = "grade's colour-managed render of" if result.get("baked") else "the full look on"
+            text += f"; vs {against} its key frames: mean ΔE2000 {result['mean_de2000']:.2f}, "
             text += f"95th percentile {result['p95_de2000']:.2f}"
+            if result.get("baked") and args.size < 65 and result["mean_de2000"] > 0.5:
+                text += "; transforms baked in need more points: --size 65 is closer"
         text += ")"
     if "cdl" in result:
         text += f" -> {result['cdl']} (ASC CDL)"
