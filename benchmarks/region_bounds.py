@@ -65,6 +65,7 @@ METHODS = (
     "per-material-fast",
     "per-top-class-fast",
     "per-sky-fast",
+    "per-border-sky-fast",
 )
 METRICS = ("look", "region", "wash", "affine")
 CUES = (25.0, 25.0, 15.0, 10.0, 10.0)  # MaterialTraining.cue_weights
@@ -158,8 +159,9 @@ def grade_pair(ge, method: str, pair: Pair, o, r, om, rm, tmp: Path) -> np.ndarr
         return per_material_fast(o, r)
     if method == "per-top-class-fast":
         return per_part_fast(o, r, *top_class(om, rm))
-    if method == "per-sky-fast":
-        so, sr = sky_mask(o), sky_mask(r)
+    if method in ("per-sky-fast", "per-border-sky-fast"):
+        detect = sky_mask if method == "per-sky-fast" else border_sky_mask
+        so, sr = detect(o), detect(r)
         if so.mean() < 0.02 or sr.mean() < 0.02:  # sky in one of the two only: no split
             so, sr = np.zeros_like(so), np.zeros_like(sr)
         return per_part_fast(o, r, so.astype(np.int32), sr.astype(np.int32))
@@ -209,6 +211,64 @@ def sky_mask(rgb: np.ndarray, side: int = 256, smooth_below: float = 2.0) -> np.
     return cv2.resize(sky.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
 
 
+def border_sky_mask(rgb: np.ndarray, side: int = 256, thresholds: int = 40) -> np.ndarray:
+    """A second prototype sky detector (bool ``(H, W)``), after the border optimisation of Ettinger et al.
+    and Shen et al.: for each gradient threshold (Lab, ΔE a pixel), the sky is what lies above each
+    column's first stronger edge; the threshold kept is the one that best separates the two parts'
+    Lab colours (between-class over within-class variance, an Otsu criterion: the papers' covariance
+    energy picked skies of 2-4 % of the frame); the border is then a running median over 1/12 of the
+    width."""
+    h, w = rgb.shape[:2]
+    s = side / max(h, w)
+    small = cv2.resize(rgb.astype(np.float32), (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    lab = cv2.GaussianBlur(cv2.cvtColor(small, cv2.COLOR_RGB2Lab), (0, 0), 1.0)
+    gx, gy = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
+    g = np.sqrt((gx**2 + gy**2).sum(-1)) / 8
+    hh, ww = g.shape
+    rows = np.arange(hh)[:, None]
+    px = lab.reshape(-1, 3)
+    best, border = -1.0, None
+    for t in np.geomspace(0.5, 40, thresholds):
+        over = g > t
+        b = np.where(over.any(0), over.argmax(0), hh)
+        sky = (rows < b[None, :]).reshape(-1)
+        share = sky.mean()
+        if share < 0.02 or share > 0.95:
+            continue
+        up, down = px[sky], px[~sky]
+        d = up.mean(0) - down.mean(0)
+        score = share * (1 - share) * (d @ d) / (up.var(0).sum() * share + down.var(0).sum() * (1 - share) + 1e-6)
+        if score > best:
+            best, border = score, b
+    if border is None:
+        return np.zeros((h, w), bool)
+    k = max(3, ww // 12) | 1
+    border = np.median(
+        np.lib.stride_tricks.sliding_window_view(np.pad(border.astype(float), k // 2, mode="edge"), k), -1
+    )
+    sky = rows < border[None, :]
+    return cv2.resize(sky.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+
+
+def sky_iou(ge, pairs) -> list[list]:
+    """Each detector's IoU with the masks' top class (:func:`top_class`), content and reference of each pair."""
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        union = (a | b).sum()
+        return float((a & b).sum() / union) if union else 1.0
+
+    rows = []
+    for pair in pairs:
+        o, r = ge.read_image(str(pair.content)), ge.read_image(str(pair.reference))
+        om, rm = ge.read_mask(str(pair.content_mask), o.shape), ge.read_mask(str(pair.reference_mask), r.shape)
+        truth = [m > 0 for m in top_class(om, rm)]
+        row = [pair.name]
+        for img, t in zip((o, r), truth):
+            row += [float(t.mean()), iou(sky_mask(img), t), iou(border_sky_mask(img), t)]
+        rows.append(row)
+    return rows
+
+
 def per_material_fast(o: np.ndarray, r: np.ndarray, side: int = 256, segments: int = 5) -> np.ndarray:
     """The ``per-material-fast`` grade (module docstring) of content ``o`` to reference ``r``."""
     import torch.nn.functional as F
@@ -253,6 +313,7 @@ def per_material_fast(o: np.ndarray, r: np.ndarray, side: int = 256, segments: i
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument("--sky-iou", action="store_true", help="only the sky detectors' IoU with the masks' top class")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -263,6 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     info = system_info()
     print_system(info)
     pairs = [p for p in find_pairs(shared / "samples" / "pairs") if p.content_mask]
+    if args.sky_iou:
+        heads = [
+            "pair",
+            "content sky share",
+            "sky_mask IoU",
+            "border IoU",
+            "ref. sky share",
+            "sky_mask IoU",
+            "border IoU",
+        ]
+        print(table(heads, sky_iou(ge, pairs)))
+        return 0
     results: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     with tempfile.TemporaryDirectory(prefix="grade-bounds-") as tmp:
         for pair in pairs:
