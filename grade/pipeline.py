@@ -33,10 +33,13 @@ from grade.progress import NullProgress, Progress
 from grade.render import (
     RenderJob,
     analyse_job,
+    is_video_target,
     render_sequence_job,
     render_still_job,
     render_video_job,
+    sequence_video_info,
     stream_video_job,
+    video_frames_target,
 )
 from grade.shotgrade import REFINE_STEPS, ShotGrade, fit_shots, preset_grade, resolve_device
 from grade.transfer import tone_lut
@@ -205,8 +208,21 @@ def grade_files(
     guarded = [*paths, *([look] if isinstance(look, Path) else [])]
     for job in jobs:
         out = job.out
+        if job.sequence is not None and is_video_target(out):  # plates graded into one video file
+            check_name(out)
+            video_io.choose_codec(out, options.codec, options.crf, sequence_video_info(job.sequence, None))
+            check_output_path(out, guarded, force=options.force)
+            continue
         if job.sequence is not None:
             _check_sequence_output(job, options.force)
+            continue
+        frames = video_frames_target(out, job.info) if job.info is not None else None
+        if frames is not None:  # a video graded into an image sequence (a VFX pull)
+            expected = [frames.path(frames.numbers[0] + i) for i in range(max(1, job.info.frames))]
+            there = [p for p in expected if p.exists()]
+            if there and not options.force:
+                more = f" (+{len(there) - 1} more)" if len(there) > 1 else ""
+                raise OutputError(f"output exists: {there[0]}{more} (use {setting('force')})")
             continue
         check_name(out)
         if out.is_dir():

@@ -17,11 +17,11 @@ import torch
 
 from grade.colourgrade import ManagedGrade, managed, yuv420_ok
 from grade.colourspace import ColourPipeline
-from grade.errors import InputError, setting
+from grade.errors import InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
 from grade.io.atomic import TMP_MARK, atomic_output
-from grade.io.sequence import Sequence, output_sequence, read_frame, write_frame
+from grade.io.sequence import Sequence, SequenceWriter, output_sequence, read_frame, write_frame
 from grade.options import GradeOptions, damage_of
 from grade.progress import Progress
 from grade.shotgrade import ShotGrade, stabiliser_stats
@@ -29,6 +29,23 @@ from grade.shots import Shot, ShotList, ShotSettings, detect_picture_shots, dete
 from grade.timeline import Timeline, cross_fade, regain, ungain
 from grade.train import TrainSettings
 from grade.transfer import TransferSettings, fast_lut, tone_lut
+
+
+def video_frames_target(out: Path, info: video_io.VideoInfo) -> Sequence | None:
+    """The image sequence a video is graded into when ``out`` names one (``graded/frame.%06d.exr``), else
+    None: numbered from the source's timecode as a frame count (relinkable; 0 without one)."""
+    from grade.io.sequence import SEQUENCE_EXTENSIONS, is_sequence_path, video_sequence
+    from grade.io.timecode import timecode_frames
+
+    if not (is_sequence_path(out) or out.suffix.lower() in SEQUENCE_EXTENSIONS):
+        return None
+    first = timecode_frames(info.timecode, info.fps) if info.timecode else 0
+    return video_sequence(out, info.width, info.height, info.is_high_bit_depth, info.fps, first)
+
+
+def is_video_target(out: Path) -> bool:
+    """Whether an image sequence's output ``out`` names a video file (``graded.mov``), not frames or a folder."""
+    return out.suffix.lower() in video_io.OUTPUT_EXTENSIONS and not out.is_dir() and "%" not in out.name
 
 
 @dataclass
@@ -196,34 +213,96 @@ def render_still_job(job: RenderJob, options: GradeOptions, progress: Progress) 
     return {"kind": "still", "width": w, "height": h, "frames": 1}
 
 
+def _graded_sequence(job: RenderJob) -> Iterator[tuple[int, np.ndarray]]:
+    """Each frame of ``job``'s sequence graded (:func:`_sequence_frame`), in order: ``(file number, float RGB
+    (H, W, 3) in the output space)``; a learned look's stabiliser is reset at each cut."""
+    seq, timeline = job.sequence, job.timeline or Timeline()
+    shot_of = np.searchsorted([s.end for s in job.shots], np.arange(seq.frames), side="right")
+    for i, number in enumerate(seq.numbers):
+        grade = job.grades[int(shot_of[i])]
+        if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
+            grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
+        yield number, _sequence_frame(job, timeline, i, int(shot_of[i]), number)
+
+
+def sequence_video_info(seq: Sequence, colour: ColourPipeline | None) -> video_io.VideoInfo:
+    """What a video made of ``seq``'s graded frames holds: its size and rate, RGB at the frames' depth (16
+    bits above 8), the output space's colour tags (unspecified for a log or linear output)."""
+    from fractions import Fraction
+
+    rate = Fraction(seq.fps).limit_denominator(1001)
+    tags = (colour.output_tags if colour is not None else None) or {}
+    return video_io.VideoInfo(
+        path=str(seq.path(seq.numbers[0])),
+        container="image2",
+        codec=seq.suffix.lstrip(".").lower(),
+        width=seq.width,
+        height=seq.height,
+        pix_fmt="rgb48le" if seq.bits > 8 else "rgb24",
+        bit_depth=16 if seq.bits > 8 else 8,
+        fps=float(rate),
+        rate=str(rate),
+        time_base=str(1 / rate),
+        frames=seq.frames,
+        duration=seq.frames / float(rate),
+        **tags,
+    )
+
+
+def _sequence_to_video(job: RenderJob, options: GradeOptions, progress: Progress) -> str:
+    """Encode ``job``'s graded sequence as the video ``job.out`` (16-bit RGB into the encoder; the finishing
+    codecs, ProRes 4444 say, keep 10-12 bits); written to a temporary file and renamed when complete.
+    Returns the encoder's name."""
+    import av
+
+    from grade.io.codecs import choose_codec, muxer_of
+    from grade.io.encode import FrameEncoder
+
+    seq = job.sequence
+    info = sequence_video_info(seq, job.colour)
+    encoder, opts, pix_fmt = choose_codec(job.out, options.codec, options.crf, info)
+    with atomic_output(job.out, force=options.force) as tmp, progress.stage("render", seq.frames) as task:
+        box = av.open(str(tmp), "w", format=muxer_of(job.out))
+        try:
+            video = FrameEncoder(box, info, encoder, opts, pix_fmt, "rgb48le", time_base=1 / info.frame_rate)
+            for i, (_, graded) in enumerate(_graded_sequence(job)):
+                video.encode((np.clip(graded, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16), i)
+                task.advance()
+            video.flush()
+        finally:
+            box.close()
+    return encoder
+
+
 def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progress) -> dict:
-    """Grade every frame of an image sequence into ``job.out``'s sequence (same frame numbers): float frames
-    into the working space (exactly, values above 1 included), graded at 16 bits, out to the output space.
-    Frames are written into a temporary folder beside the target and moved into place when all are done."""
+    """Grade every frame of an image sequence into ``job.out``'s sequence (same frame numbers), or into the
+    video ``job.out`` where it names one (:func:`is_video_target`): float frames into the working space
+    (exactly, values above 1 included), graded at 16 bits, out to the output space. Frames are written into
+    a temporary folder beside the target and moved into place when all are done."""
     import shutil
     import tempfile
 
-    seq, timeline = job.sequence, job.timeline or Timeline()
-    shot_of = np.searchsorted([s.end for s in job.shots], np.arange(seq.frames), side="right")
-    target = output_sequence(seq, job.out)
-    target.folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
-    try:
-        with progress.stage("render", seq.frames) as task:
-            for i, number in enumerate(seq.numbers):
-                grade = job.grades[int(shot_of[i])]
-                if grade.stabiliser is not None and (i == 0 or shot_of[i] != shot_of[i - 1]):
-                    grade.stabiliser.reset()  # a learned look's field is carried within a shot, not across a cut
-                graded = _sequence_frame(job, timeline, i, int(shot_of[i]), number)
-                write_frame(tmp / target.path(number).name, graded, seq)
-                task.advance()
-        for number in seq.numbers:  # every frame is complete: publish them
-            os.replace(tmp / target.path(number).name, target.path(number))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    seq = job.sequence
+    encoder = None
+    if is_video_target(job.out):
+        encoder = _sequence_to_video(job, options, progress)
+    else:
+        target = output_sequence(seq, job.out)
+        target.folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
+        try:
+            with progress.stage("render", seq.frames) as task:
+                for number, graded in _graded_sequence(job):
+                    write_frame(tmp / target.path(number).name, graded, seq)
+                    task.advance()
+            for number in seq.numbers:  # every frame is complete: publish them
+                os.replace(tmp / target.path(number).name, target.path(number))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     stab = stabiliser_stats(job.grades)
     return {
         "kind": "sequence",
+        **({"encoder": encoder} if encoder else {}),
         "width": seq.width,
         "height": seq.height,
         "frames": seq.frames,
@@ -429,6 +508,8 @@ def stream_video_job(
 
 def _native(job: RenderJob, options: GradeOptions, matrix: int, composed: bool) -> bool:
     """Whether frames are graded in their own 8-bit 4:2:0 YCbCr (:func:`grade.colourgrade.yuv420_ok`)."""
+    if video_frames_target(job.out, job.info) is not None:  # an image sequence is written from RGB
+        return False
     return video_io.native_yuv420(job.info, job.out, options.codec, options.crf) and yuv420_ok(
         job.colour, matrix, composed
     )
@@ -506,26 +587,38 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
                 network = 100 * (1 - stab[1] / (i + 1))
                 task.update(info=f"stabiliser {1000 * stab[0] / (i + 1):.1f} ms/frame, network on {network:.0f} %")
 
+    frames_out = video_frames_target(job.out, info)  # a video graded into an image sequence, or None
+    sink = SequenceWriter(frames_out) if frames_out is not None else None
     with (
         progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
-        atomic_output(job.out, force=options.force) as tmp,
+        atomic_output(job.out, force=options.force) if sink is None else contextlib.nullcontext(job.out) as tmp,
         render_threads(),
     ):
-        stats = video_io.render_video(
-            job.source,
-            tmp,
-            info,
-            grade_frame,
-            codec=options.codec,
-            crf=options.crf,
-            on_frame=on_frame,
-            pixel_format="yuv420p" if native else None,
-            workers=max(1, min(4, (os.cpu_count() or 1) // 2)),
-            output_tags=job.colour.output_tags if job.colour is not None else None,
-        )
-        damage = damage_of(info, stats.frames, stats.decode_error)
-        if damage is not None and options.strict:  # before the output is published: nothing is written
-            raise InputError(f"{damage.message(job.source)}; {setting('strict')}: nothing written")
+        try:
+            stats = video_io.render_video(
+                job.source,
+                tmp,
+                info,
+                grade_frame,
+                codec=options.codec,
+                crf=options.crf,
+                on_frame=on_frame,
+                pixel_format="yuv420p" if native else None,
+                workers=max(1, min(4, (os.cpu_count() or 1) // 2)),
+                output_tags=job.colour.output_tags if job.colour is not None else None,
+                sink=sink,
+            )
+            damage = damage_of(info, stats.frames, stats.decode_error)
+            if damage is not None and options.strict:  # before the output is published: nothing is written
+                raise InputError(f"{damage.message(job.source)}; {setting('strict')}: nothing written")
+            if sink is not None:
+                there = sink.existing()
+                if there and not options.force:
+                    raise OutputError(f"output exists: {there[0]} (use {setting('force')})")
+                sink.publish()
+        finally:
+            if sink is not None:
+                sink.discard()
     for g in [*pick.grades, *used.values()]:
         g.release()
     stab = stabiliser_stats(list(used.values()))

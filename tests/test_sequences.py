@@ -200,3 +200,82 @@ def test_sequence_errors(capsys, tmp_path: Path, ref: Path) -> None:
     for fps in ("0", "-5", "nan"):
         code, o, err = run(capsys, "shots", tmp_path / "x.%04d.exr", f"--fps={fps}")
         assert code == 2 and err.count("\n") == 1 and "--fps" in err, err
+
+
+def test_plates_graded_into_one_video(capsys, tmp_path: Path, ref: Path) -> None:
+    """An EXR sequence graded into a video file (plates to a review or finishing clip): the same pictures as
+    the graded frames written as 16-bit TIFFs, one video frame per plate at ``--fps``, tagged as the Rec.709
+    view it holds; a broken plate leaves no video behind."""
+    import av
+
+    from grade.io.decode import probe, rgb_kwargs
+
+    for n in (1001, 1002, 1003, 1004):
+        write(tmp_path / f"plate.{n:04d}.exr", linear(n - 1001), "half")
+    plate = tmp_path / "plate.%04d.exr"
+    args = ["--look", ref, "--mode", "fast", "--fps", "25"]
+    code, _, err = run(capsys, plate, *args, "-o", tmp_path / "tif" / "g.%04d.tif", "-q")
+    assert code == 0, err
+    video = tmp_path / "graded.mkv"
+    code, o, err = run(capsys, plate, *args, "--codec", "ffv1", "-o", video, "--json")
+    assert code == 0, err
+    assert json.loads(o)["encoder"] == "ffv1" and json.loads(o)["colour"]["output"] == "Rec.1886 Rec.709 - Display"
+    info = probe(video)
+    assert (info.frames, info.rate, info.width, info.height) == (4, "25", W, H)
+    assert (info.color_primaries, info.color_trc) == (1, 1)
+    with av.open(str(video)) as box:
+        frames = [f.to_ndarray(format="rgb48le") / 65535.0 for f in box.decode(video=0)]
+    for n, got in zip((1001, 1002, 1003, 1004), frames, strict=True):
+        want, _ = read(tmp_path / "tif" / f"g.{n:04d}.tif")
+        assert np.abs(got - want).max() < 1.5 / 65535, n  # lossless: the graded frames themselves
+    assert np.abs(frames[0] - frames[3]).mean() > 0.01  # the plates differ, and so do the frames
+    # ProRes 4444 from the same plates: 12-bit 4:4:4, within a 10-bit code of the frames on average
+    code, _, err = run(capsys, plate, *args, "--codec", "prores4444", "-o", tmp_path / "graded.mov", "-q")
+    assert code == 0, err
+    prores = probe(tmp_path / "graded.mov")
+    assert prores.pix_fmt == "yuv444p12le"
+    with av.open(str(tmp_path / "graded.mov")) as box:
+        first = next(iter(box.decode(video=0))).to_ndarray(format="rgb48le", **rgb_kwargs(prores)) / 65535.0
+    want, _ = read(tmp_path / "tif" / "g.1001.tif")
+    assert np.abs(first - want).mean() * 1023 < 1.0  # 10-bit codes (measured 0.41; ProRes is lossy)
+    # a broken plate: one line, and no video (not even a partial one)
+    (tmp_path / "plate.1003.exr").write_bytes(b"\x76\x2f\x31\x01" + b"\x00" * 40)
+    code, _, err = run(capsys, plate, *args, "--codec", "ffv1", "-o", tmp_path / "broken.mkv")
+    assert code == 2 and err.count("\n") == 1 and "plate.1003.exr" in err, err
+    assert not (tmp_path / "broken.mkv").exists() and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_a_video_graded_into_an_image_sequence(capsys, tmp_path: Path, ref: Path) -> None:
+    """A video graded into DPX / TIFF frames (a VFX pull): the same pictures as the graded video, one file a
+    frame, numbered from the source's timecode, written all at once (an existing frame is refused)."""
+    from clips import write_frames
+
+    y, x = np.mgrid[0:H, 0:W] / np.array([H, W], float)[:, None, None]
+    pics = [(np.stack([x, 1 - x, 0.2 + 0.1 * t + 0 * y], -1) * 65535).astype(np.uint16) for t in range(5)]
+    src = write_frames(tmp_path / "cam.mkv", pics, codec="ffv1", pix_fmt="gbrp16le", timecode="00:00:01:00")
+    args = ["--look", ref, "--mode", "fast"]
+    code, _, err = run(capsys, src, *args, "--codec", "ffv1", "-o", tmp_path / "graded.mkv", "-q")
+    assert code == 0, err
+    import av
+
+    with av.open(str(tmp_path / "graded.mkv")) as box:
+        video = [f.to_ndarray(format="rgb48le") / 65535.0 for f in box.decode(video=0)]
+    code, o, err = run(capsys, src, *args, "-o", tmp_path / "pull" / "cam.%06d.tif", "--json")
+    assert code == 0, err
+    assert json.loads(o)["frames"] == 5
+    names = sorted(p.name for p in (tmp_path / "pull").iterdir())
+    assert names == [f"cam.{n:06d}.tif" for n in range(24, 29)]  # 00:00:01:00 at 24 fps is frame 24
+    for n, want in zip(range(24, 29), video, strict=True):
+        got, bits = read(tmp_path / "pull" / f"cam.{n:06d}.tif")
+        assert bits == 16 and np.abs(got - want).max() < 1.5 / 65535, n
+    code, _, err = run(capsys, src, *args, "-o", tmp_path / "pull" / "cam.%06d.dpx", "-q")
+    assert code == 0, err
+    assert read(tmp_path / "pull" / "cam.000024.dpx")[1] == 10
+    # frames already there are not overwritten without --force; a name without a frame number is refused
+    before = (tmp_path / "pull" / "cam.000026.tif").read_bytes()
+    code, _, err = run(capsys, src, *args, "-o", tmp_path / "pull" / "cam.%06d.tif")
+    assert code != 0 and err.count("\n") == 1 and "output exists" in err and "--force" in err, err
+    assert (tmp_path / "pull" / "cam.000026.tif").read_bytes() == before
+    code, _, err = run(capsys, src, *args, "-o", tmp_path / "pull" / "one.exr")
+    assert code == 2 and err.count("\n") == 1 and "%06d" in err, err
+    assert not list((tmp_path / "pull").glob(".*"))  # no temporary folder left behind

@@ -96,6 +96,7 @@ def render_video(
     frames: tuple[int, int] | None = None,
     workers: int = 1,
     output_tags: dict | None = None,
+    sink=None,
 ) -> RenderStats:
     """Decode ``source``, pass each frame's pixels through ``grade(index, pixels)``, encode to ``target``.
 
@@ -116,18 +117,27 @@ def render_video(
     Decoding, grading and encoding run in three threads (plus the ``workers``) joined by small bounded
     queues, so memory stays flat and the stages overlap. ``target`` is written directly: callers wrap it in
     :func:`grade.io.atomic.atomic_output`.
+
+    ``sink`` (an object with ``encode(pixels, pts, time_base, duration)`` and ``flush()``, as
+    :class:`FrameEncoder` has; ``target`` is then not opened) takes the graded frames instead of an encoder:
+    an image sequence's writer. It gets the picture only.
     """
-    encoder, opts, pix_fmt = choose_codec(target, codec, crf, info)
-    stats = RenderStats(encoder=encoder, pix_fmt=pix_fmt)
     fmt = pixel_format or rgb_format(info)
+    if sink is None:
+        encoder, opts, pix_fmt = choose_codec(target, codec, crf, info)
+    else:
+        encoder, opts, pix_fmt = "image sequence", {}, fmt
+    stats = RenderStats(encoder=encoder, pix_fmt=pix_fmt)
     native = fmt == "yuv420p"
-    if native and not native_yuv420(info, target, codec, crf):
+    if native and (sink is not None or not native_yuv420(info, target, codec, crf)):
         raise ValueError("yuv420p grading needs an 8-bit 4:2:0 source and output at even sizes")
     to_rgb = rgb_kwargs(info)
     first, last = frames if frames else (0, None)
     src_box = open_input(source)
+    out_box = None
     try:
-        out_box = av.open(str(target), "w", format=muxer_of(target))
+        if sink is None:
+            out_box = av.open(str(target), "w", format=muxer_of(target))
     except (av.error.FFmpegError, OSError, ValueError) as e:
         src_box.close()
         raise OutputError(f"cannot create {target}: {reason(e)}") from None
@@ -140,27 +150,29 @@ def render_video(
         vin = src_box.streams.video[0]
         vin.thread_type = "AUTO"
         decoder_limits(vin)
-        vout = FrameEncoder(
-            out_box,
-            info.model_copy(update=output_tags) if output_tags else info,
-            encoder,
-            opts,
-            pix_fmt,
-            "yuv420p" if native else fmt,
-            time_base=vin.time_base,
-            metadata=dict(vin.metadata),
-        )
-        family = container_family(out_box.format.name, target.suffix)
-        if frames is None:
-            copy_map, transcoders = map_other_streams(src_box, out_box, family, stats)
-        else:  # an excerpt: picture only (the edit's audio stays with the original media)
-            copy_map, transcoders = {}, {}
-        for k, v in dict(src_box.metadata).items():
-            if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
-                with contextlib.suppress(Exception):
-                    out_box.metadata[k] = v
-        if info.timecode:
-            out_box.metadata["timecode"] = shift_timecode(info.timecode, first, info.fps)
+        copy_map, transcoders = {}, {}  # an excerpt or a sink: picture only (the edit's audio stays with its media)
+        if out_box is None:
+            vout = sink
+        else:
+            vout = FrameEncoder(
+                out_box,
+                info.model_copy(update=output_tags) if output_tags else info,
+                encoder,
+                opts,
+                pix_fmt,
+                "yuv420p" if native else fmt,
+                time_base=vin.time_base,
+                metadata=dict(vin.metadata),
+            )
+            family = container_family(out_box.format.name, target.suffix)
+            if frames is None:
+                copy_map, transcoders = map_other_streams(src_box, out_box, family, stats)
+            for k, v in dict(src_box.metadata).items():
+                if k.lower() not in ("encoder", "major_brand", "minor_version", "compatible_brands"):
+                    with contextlib.suppress(Exception):
+                        out_box.metadata[k] = v
+            if info.timecode:
+                out_box.metadata["timecode"] = shift_timecode(info.timecode, first, info.fps)
 
         def put(q: queue.Queue, item: object) -> None:
             while not stop.is_set():
@@ -303,7 +315,8 @@ def render_video(
             with contextlib.suppress(Exception):
                 src_box.close()
             try:
-                out_box.close()  # writes the trailer: buffered write errors (disk full) surface here
+                if out_box is not None:
+                    out_box.close()  # writes the trailer: buffered write errors (disk full) surface here
             except (av.error.FFmpegError, OSError) as e:
                 if completed:  # never let a file whose trailer failed be published
                     if isinstance(e, OSError):

@@ -189,6 +189,70 @@ def output_sequence(source: Sequence, target: str | Path) -> Sequence:
     return source.model_copy(update={"folder": folder, "prefix": prefix, "suffix": suffix, "digits": digits})
 
 
+def video_sequence(target: str | Path, width: int, height: int, deep: bool, fps: float, first: int) -> Sequence:
+    """The image sequence a video's graded frames are written as: ``target``'s pattern (``out.%06d.exr``),
+    numbered from ``first``, frames as deep as the video's (16 bits above 8: a TIFF or PNG is 16-bit, a DPX
+    10-bit, an EXR half whatever the depth).
+
+    Raises:
+        InputError: ``target`` has no frame number in its name, or is not a sequence's kind of file.
+    """
+    t = Path(target)
+    if t.is_dir() or not is_sequence_path(t):
+        raise InputError(f"a video is written as an image sequence through a pattern, e.g. {t / 'frame.%06d.exr'}")
+    prefix, suffix, digits = _split(t.name)
+    if "." + suffix.lower().rsplit(".", 1)[-1] not in SEQUENCE_EXTENSIONS:
+        raise InputError(f"a graded sequence is written as EXR, DPX, TIFF or PNG, not {suffix}")
+    return Sequence(
+        folder=t.parent, prefix=prefix, suffix=suffix, digits=digits, numbers=[first], width=width,
+        height=height, channels=3, format="half", bits=16 if deep else 8, fps=fps,
+    )  # fmt: skip
+
+
+class SequenceWriter:
+    """Graded video frames (the render's layouts: 8-bit RGBA, 16-bit RGB) written as the image sequence
+    ``target`` (:func:`video_sequence`), frame after frame, into a temporary folder beside it; :meth:`publish`
+    moves them all into place once every frame is written, and :meth:`discard` removes them (nothing is
+    half-written). The ``encode`` / ``flush`` of :class:`grade.io.encode.FrameEncoder`, so that
+    :func:`grade.io.encode.render_video` takes it as its sink."""
+
+    def __init__(self, target: Sequence) -> None:
+        import os
+        import tempfile
+
+        from grade.io.atomic import TMP_MARK
+
+        self.target = target
+        target.folder.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
+        self.numbers: list[int] = []
+
+    def encode(self, pixels: np.ndarray, pts=None, time_base=None, duration=None) -> None:
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        number = self.target.numbers[0] + len(self.numbers)
+        write_frame(self.tmp / self.target.path(number).name, pixels[..., :3].astype(np.float32) / scale, self.target)
+        self.numbers.append(number)
+
+    def flush(self) -> None:
+        pass
+
+    def existing(self) -> list[Path]:
+        """The target's frames already on disk (for the numbers written so far)."""
+        return [self.target.path(n) for n in self.numbers if self.target.path(n).exists()]
+
+    def publish(self) -> None:
+        import os
+
+        for n in self.numbers:
+            os.replace(self.tmp / self.target.path(n).name, self.target.path(n))
+        self.discard()
+
+    def discard(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 def write_frame(path: Path, rgb: np.ndarray, like: Sequence) -> None:
     """Write float32 ``(H, W, 3)`` RGB in the kind of ``like`` for this extension: EXR half (float for a
     float source), DPX 10-bit, TIFF 16-bit, PNG 16-bit (8-bit for an 8-bit source). Values are clipped to
