@@ -191,8 +191,8 @@ def output_sequence(source: Sequence, target: str | Path) -> Sequence:
 
 def video_sequence(target: str | Path, width: int, height: int, deep: bool, fps: float, first: int) -> Sequence:
     """The image sequence a video's graded frames are written as: ``target``'s pattern (``out.%06d.exr``),
-    numbered from ``first``, frames as deep as the video's (16 bits above 8: a TIFF or PNG is 16-bit, a DPX
-    10-bit, an EXR half whatever the depth).
+    numbered from ``first`` (files as :func:`write_frame` writes them: a PNG is 8-bit from an 8-bit video,
+    else 16-bit).
 
     Raises:
         InputError: ``target`` has no frame number in its name, or is not a sequence's kind of file.
