@@ -221,12 +221,16 @@ def baked_lut_error(
     gives) is from ``grade``'s colour-managed render of the key frames (working space, RGB uint8): each
     key taken to the LUT's input space through OCIO, through ``baked``, against the full look on the key
     taken to the output space through OCIO. What a ``.cube`` applied by another tool to the camera's
-    footage would be off by."""
+    footage would be off by. Without key frames (a LUT's preset), the working space's 17-point grid stands in
+    for them. ``ΔE`` reads the codes of the output space as sRGB: a display output's are, a log output's
+    figures compare tables with each other."""
     from grade.colourspace import ocio_apply
     from grade.io.image import to_tensor
 
     if not keys:
-        return None
+        if look is not None:
+            return None
+        keys = [(grid_points(17).numpy().reshape(17 * 17, 17, 3) * 255 + 0.5).astype(np.uint8)]
     src, dst = spaces
     pairs = []
     for k, y in zip(keys, _grade_keys(look, lut, keys)):

@@ -309,6 +309,32 @@ def test_an_untagged_source_is_written_in_the_matrix_it_is_read_with(tmp_path: P
     assert np.abs(bias).max() < (4.0 if codec == "hevc10" else 1.5), bias
 
 
+@pytest.mark.parametrize("codec", ["prores422hq", "dnxhr_hqx", "mjpeg"])
+def test_a_full_range_source_comes_back_as_it_was(tmp_path: Path, codec: str) -> None:
+    """A full-range (JPEG-range) source through a codec whose decoder reads a fixed range or matrix: ProRes
+    is read as limited range, MJPEG as BT.601 (written full range, a ProRes came back with red 208 for 198)."""
+    import av
+    from clips import cli_args, write_frames
+
+    from grade.cli import main
+    from grade.cube import write_cube
+    from grade.io.decode import rgb_kwargs
+    from grade.lut import identity_lut
+
+    pic = np.zeros((720, 1280, 3), np.uint8)  # HD: where a size rule would pick BT.709
+    pic[:] = (200, 0, 40)
+    pic[:, :320] = (16, 235, 128)
+    src = write_frames(tmp_path / "full.mp4", [pic] * 2, pix_fmt="yuvj420p")
+    with av.open(str(src)) as box:
+        want = next(iter(box.decode(video=0))).to_ndarray(format="rgb24", **rgb_kwargs(probe(src))).astype(int)
+    write_cube(tmp_path / "id.cube", identity_lut(9))
+    out = tmp_path / "out.mov"
+    assert main(cli_args([src, "--look", tmp_path / "id.cube", "--codec", codec, "-o", out, "-q"])) == 0
+    with av.open(str(out)) as box:
+        got = next(iter(box.decode(video=0))).to_ndarray(format="rgb24", **rgb_kwargs(probe(out))).astype(int)
+    assert np.abs(got - want)[100:-100, 100:-100].max() <= 3, (got[360, 800], want[360, 800])
+
+
 def test_dnxhr_refuses_frames_it_cannot_encode(tmp_path: Path, capsys) -> None:
     from clips import cli_args
 

@@ -11,7 +11,7 @@ import av
 import av.error
 
 from grade.errors import InputError
-from grade.io.decode import VideoInfo, reason
+from grade.io.decode import VideoInfo, reason, yuv_matrix
 
 # Containers a graded video can be written to (MXF is read, not written: its muxer takes only a few
 # codec, rate and audio combinations, and fails late on the others).
@@ -227,7 +227,9 @@ def container_family(fmt_name: str, suffix: str) -> str:
 
 def native_yuv420(info: VideoInfo, target: Path, codec: str | None, crf: int | None) -> bool:
     """True when frames can be graded in their own 8-bit 4:2:0 YCbCr, with no RGB round trip:
-    the source and the output are both 8-bit 4:2:0 at even sizes."""
+    the source and the output are both 8-bit 4:2:0 at even sizes, and the output is read with the source's
+    matrix (JPEG is read as BT.601 whatever its tags: an HD source's BT.709 planes are converted)."""
     if info.pix_fmt not in ("yuv420p", "yuvj420p") or info.width % 2 or info.height % 2:
         return False
-    return choose_codec(target, codec, crf, info)[2] == "yuv420p"
+    encoder, _, pix = choose_codec(target, codec, crf, info)
+    return pix == "yuv420p" and (encoder != "mjpeg" or yuv_matrix(info) == 5)

@@ -356,11 +356,15 @@ class FrameEncoder:
     ) -> None:
         self.box, self.info, self.pix_fmt, self.fmt = out_box, info, pix_fmt, fmt
         self.matrix, self.range = yuv_matrix(info), range_of(info)
-        if encoder == "dnxhd" and self.matrix != 1:
-            # VC-3 carries no matrix and is read as BT.709 whatever its size, and the .mov muxer writes no colour
-            # atom without all three tags (log footage has none): a 640x360 DNxHR written BT.601 was read
-            # 7 10-bit codes off
+        # what FFmpeg's decoders read whatever the tags say (measured: each written the other way came back
+        # off): DNxHR is BT.709 at any size (a 640x360 one written BT.601 was 7 10-bit codes redder), JPEG is
+        # BT.601, ProRes is limited range (a full-range source's red 198 came back 208)
+        if encoder == "dnxhd":
             self.matrix = 1
+        elif encoder == "mjpeg":
+            self.matrix = 5
+        if encoder.startswith("prores"):
+            self.range = 1
         rate = info.frame_rate
         try:
             vout = out_box.add_stream(encoder, rate=rate)
@@ -380,11 +384,12 @@ class FrameEncoder:
             cc.sample_aspect_ratio = sar
             with contextlib.suppress(AttributeError, ValueError):
                 vout.sample_aspect_ratio = sar
-        if not pix_fmt.startswith(("rgb", "bgr", "gbr")):
+        if not av.VideoFormat(pix_fmt).is_rgb:
             # the matrix the planes were written with, stated even where the source left it to a guess (an
-            # untagged stream is read by its size: BT.709 from 720 lines, BT.601 below)
+            # untagged stream is read by its size: BT.709 from 720 lines, BT.601 below); BT.2020's constant
+            # luminance (10) is written with the non-constant matrix, and says so
             tagged = info.colorspace in SWS_MATRIX and SWS_MATRIX[info.colorspace] == self.matrix
-            cc.colorspace = info.colorspace if tagged else _CICP_MATRIX[self.matrix]
+            cc.colorspace = info.colorspace if tagged and info.colorspace != 10 else _CICP_MATRIX[self.matrix]
             cc.color_range = self.range
         cc.color_primaries = info.color_primaries
         cc.color_trc = info.color_trc
