@@ -301,7 +301,7 @@ def test_an_untagged_source_is_written_in_the_matrix_it_is_read_with(tmp_path: P
     out = tmp_path / ("out.mp4" if codec == "hevc10" else "out.mov")
     assert main(cli_args([src, "--look", tmp_path / "id.cube", "--codec", codec, "-o", out, "-q"])) == 0
     info = probe(out)
-    assert info.colorspace == (1 if codec == "dnxhr_hqx" else 6)
+    assert info.colorspace == (1 if codec == "dnxhr_hqx" else 6)  # DNxHR: what its decoder always says; the bias tells
     with av.open(str(out)) as box:
         got = next(iter(box.decode(video=0))).to_ndarray(format="rgb48le", **rgb_kwargs(info)) / 65535.0
     bias = (got - pic).reshape(-1, 3).mean(0) * 1023
