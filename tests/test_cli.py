@@ -154,3 +154,16 @@ def test_console_script_runs_without_traceback(tmp_path: Path, clip: Path, refer
     assert ok.returncode == 0, ok.stderr
     bad = subprocess.run([*cmd, str(clip), "--look", str(reference)], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 3 and "exists" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_omp_num_threads_is_honoured(monkeypatch) -> None:
+    """``OMP_NUM_THREADS=1`` (README: a bit-identical retrain) reaches torch; nonsense falls back to the cores."""
+    import os
+
+    from grade.cli import _threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _threads() == 1
+    for bad in ("", "zero", "0", "-2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", bad)
+        assert _threads() == max(1, min(8, os.cpu_count() or 1))

@@ -57,6 +57,17 @@ def _run_review(args, console) -> int:
     return run_review(args)
 
 
+def _threads() -> int:
+    """torch's threads: ``OMP_NUM_THREADS`` where the user set it (1 makes a retrain bit-identical: the
+    training otherwise times its threads against one and keeps the faster, which follows the load), else
+    the cores, up to 8."""
+    try:
+        wanted = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        wanted = 0
+    return wanted if wanted >= 1 else max(1, min(8, os.cpu_count() or 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     from rich.console import Console
@@ -90,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))
+        torch.set_num_threads(_threads())
         runner = {
             "shots": run_shots,
             "scene": run_scene,
