@@ -216,6 +216,7 @@ def grade_files(
         if job.sequence is not None:
             _check_sequence_output(job, options.force)
             continue
+        check_name(out)
         frames = video_frames_target(out, job.info) if job.info is not None else None
         if frames is not None:  # a video graded into an image sequence (a VFX pull)
             expected = [frames.path(frames.numbers[0] + i) for i in range(max(1, job.info.frames))]
@@ -224,7 +225,6 @@ def grade_files(
                 more = f" (+{len(there) - 1} more)" if len(there) > 1 else ""
                 raise OutputError(f"output exists: {there[0]}{more} (use {setting('force')})")
             continue
-        check_name(out)
         if out.is_dir():
             raise OutputError(
                 f"output path is a folder: {out} (-o takes a file name, e.g. {out / default_output(job.source).name})"

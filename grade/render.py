@@ -37,8 +37,8 @@ def video_frames_target(out: Path, info: video_io.VideoInfo) -> Sequence | None:
     from grade.io.sequence import SEQUENCE_EXTENSIONS, is_sequence_path, video_sequence
     from grade.io.timecode import timecode_frames
 
-    if not (is_sequence_path(out) or out.suffix.lower() in SEQUENCE_EXTENSIONS):
-        return None
+    if out.is_dir() or not (is_sequence_path(out) or out.suffix.lower() in SEQUENCE_EXTENSIONS):
+        return None  # a folder is refused as a video's output (it needs a file name or a frame pattern)
     first = timecode_frames(info.timecode, info.fps) if info.timecode else 0
     return video_sequence(out, info.width, info.height, info.is_high_bit_depth, info.fps, first)
 
