@@ -589,12 +589,12 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
 
     frames_out = video_frames_target(job.out, info)  # a video graded into an image sequence, or None
     sink = SequenceWriter(frames_out) if frames_out is not None else None
-    with (
-        progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
-        atomic_output(job.out, force=options.force) if sink is None else contextlib.nullcontext(job.out) as tmp,
-        render_threads(),
-    ):
-        try:
+    try:
+        with (
+            progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,
+            atomic_output(job.out, force=options.force) if sink is None else contextlib.nullcontext(job.out) as tmp,
+            render_threads(),
+        ):
             stats = video_io.render_video(
                 job.source,
                 tmp,
@@ -616,9 +616,9 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
                 if there and not options.force:
                     raise OutputError(f"output exists: {there[0]} (use {setting('force')})")
                 sink.publish()
-        finally:
-            if sink is not None:
-                sink.discard()
+    finally:
+        if sink is not None:
+            sink.discard()
     for g in [*pick.grades, *used.values()]:
         g.release()
     stab = stabiliser_stats(list(used.values()))
