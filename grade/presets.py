@@ -222,9 +222,9 @@ def baked_lut_error(
     key taken to the LUT's input space through OCIO, through ``baked``, against the full look on the key
     taken to the output space through OCIO. What a ``.cube`` applied by another tool to the camera's
     footage would be off by. Without key frames (a LUT's preset), the working space's 17-point grid stands in
-    for them. ``ΔE`` reads the codes of the output space as sRGB: a display output's are, a log output's
-    figures compare tables with each other."""
-    from grade.colourspace import ocio_apply
+    for them. ``ΔE`` is taken on what a display shows: a scene-referred output (log, linear, the working
+    space of an input-only bake) is seen through the Rec.709 view first, both sides alike."""
+    from grade.colourspace import ALIASES, is_display, ocio_apply
     from grade.io.image import to_tensor
 
     if not keys:
@@ -242,6 +242,9 @@ def baked_lut_error(
             wanted = np.nan_to_num(ocio_apply(wanted, working, dst, config))
         with torch.inference_mode():
             got = apply_lut(baked, to_tensor(x)[None])[0].permute(1, 2, 0).numpy()
+        if not is_display(dst, config):
+            view = ALIASES["rec709"]
+            wanted, got = (np.nan_to_num(ocio_apply(np.clip(v, 0, 1), dst, view, config)) for v in (wanted, got))
         pairs.append((wanted, got))
     return _error_of(pairs, baked.shape[-1])
 
