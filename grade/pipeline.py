@@ -273,6 +273,14 @@ def grade_files(
             tagged,
             preset_working,
         )
+    for job in jobs:
+        if job.info is not None and job.colour is not None and job.colour.linear_output:
+            if video_frames_target(job.out, job.info) is not None:  # frames through 16-bit codes: [0, 1]
+                raise InputError(
+                    f"{setting('output_space', job.colour.output)}: a video is pulled into frames as 16-bit codes, "
+                    f"which clip scene-linear values at 1.0; pull a log space instead ({setting('keep_log')} or "
+                    f"{setting('output_space', 'acescct')})"
+                )
     colour = next((j.colour for j in jobs if j.colour is not None), None)
     if colour is not None and src.reference is not None:  # the still's sRGB, seen through the display's view
         src.reference = colour.reference(src.reference)
