@@ -81,7 +81,12 @@ def _check_sequence_output(job: RenderJob, force: bool) -> None:
     target = output_sequence(job.sequence, job.out)
     if target.folder.resolve() == job.sequence.folder.resolve() and target.pattern == job.sequence.pattern:
         raise InputError(f"the output would overwrite the source frames: {job.out}")
-    existing = [target.path(n) for n in job.sequence.numbers if target.path(n).exists()]
+    _refuse_existing([target.path(n) for n in job.sequence.numbers], force)
+
+
+def _refuse_existing(frames: list[Path], force: bool) -> None:
+    """Frames of an output sequence already on disk are not written over without force."""
+    existing = [p for p in frames if p.exists()]
     if existing and not force:
         more = f" (+{len(existing) - 1} more)" if len(existing) > 1 else ""
         raise OutputError(f"output exists: {existing[0]}{more} (use {setting('force')})")
@@ -219,11 +224,8 @@ def grade_files(
         check_name(out)
         frames = video_frames_target(out, job.info) if job.info is not None else None
         if frames is not None:  # a video graded into an image sequence (a VFX pull)
-            expected = [frames.path(frames.numbers[0] + i) for i in range(max(1, job.info.frames))]
-            there = [p for p in expected if p.exists()]
-            if there and not options.force:
-                more = f" (+{len(there) - 1} more)" if len(there) > 1 else ""
-                raise OutputError(f"output exists: {there[0]}{more} (use {setting('force')})")
+            first = frames.numbers[0]
+            _refuse_existing([frames.path(first + i) for i in range(max(1, job.info.frames))], options.force)
             continue
         if out.is_dir():
             raise OutputError(

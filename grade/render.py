@@ -20,8 +20,8 @@ from grade.colourspace import ColourPipeline
 from grade.errors import InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
-from grade.io.atomic import TMP_MARK, atomic_output
-from grade.io.sequence import Sequence, SequenceWriter, output_sequence, read_frame, write_frame
+from grade.io.atomic import atomic_output
+from grade.io.sequence import Sequence, SequenceWriter, output_sequence, read_frame
 from grade.options import GradeOptions, damage_of
 from grade.progress import Progress
 from grade.shotgrade import ShotGrade, stabiliser_stats
@@ -279,26 +279,20 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     video ``job.out`` where it names one (:func:`is_video_target`): float frames into the working space
     (exactly, values above 1 included), graded at 16 bits, out to the output space. Frames are written into
     a temporary folder beside the target and moved into place when all are done."""
-    import shutil
-    import tempfile
-
     seq = job.sequence
     encoder = None
     if is_video_target(job.out):
         encoder = _sequence_to_video(job, options, progress)
     else:
-        target = output_sequence(seq, job.out)
-        target.folder.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
+        writer = SequenceWriter(output_sequence(seq, job.out))
         try:
             with progress.stage("render", seq.frames) as task:
                 for number, graded in _graded_sequence(job):
-                    write_frame(tmp / target.path(number).name, graded, seq)
+                    writer.write(number, graded)  # the target keeps the source's depth (EXR float, PNG bits)
                     task.advance()
-            for number in seq.numbers:  # every frame is complete: publish them
-                os.replace(tmp / target.path(number).name, target.path(number))
+            writer.publish()  # every frame is complete
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            writer.discard()
     stab = stabiliser_stats(job.grades)
     return {
         "kind": "sequence",

@@ -227,11 +227,16 @@ class SequenceWriter:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{os.getpid()}-seq-", dir=target.folder))
         self.numbers: list[int] = []
 
+    def write(self, number: int, rgb: np.ndarray) -> None:
+        """Frame ``number``: float32 RGB ``(H, W, 3)``, as :func:`write_frame` writes the target's kind."""
+        write_frame(self.tmp / self.target.path(number).name, rgb, self.target)
+        self.numbers.append(number)
+
     def encode(self, pixels: np.ndarray, pts=None, time_base=None, duration=None) -> None:
+        """The next frame after the last written (numbered from the target's first), as integer codes."""
         scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
         number = self.target.numbers[0] + len(self.numbers)
-        write_frame(self.tmp / self.target.path(number).name, pixels[..., :3].astype(np.float32) / scale, self.target)
-        self.numbers.append(number)
+        self.write(number, pixels[..., :3].astype(np.float32) / scale)
 
     def flush(self) -> None:
         pass
