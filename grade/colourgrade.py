@@ -17,8 +17,10 @@ shrunk at once and 0.08 through two lookups; at 8 bits 0.83 against 1.05, as no 
 is rounded). A scene-referred output keeps the two lookups around the grade (``separate``): pixels
 whose working values the working space's [0, 1] clipped get the clipped part back, and pixels where
 either baked table is more than a code off go through OCIO's exact processors
-(:meth:`ColourPipeline.outside`, ~20 / ~90 ms); so do a look at ``--strength`` below 1 (its blend with
-the footage needs the working frame) and a look with the "source" guide (whose field maps the frame itself).
+(:meth:`ColourPipeline.outside`, ~20 / ~90 ms); so does every look when frames leave as float (a video
+pulled into scene-linear EXR frames, :attr:`ColourPipeline.float_frames`), and so do a look at
+``--strength`` below 1 (its blend with the footage needs the working frame) and a look with the "source"
+guide (whose field maps the frame itself).
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ class ManagedGrade:
         self.learned = grade.learned
         self.stabiliser = grade.stabiliser
         learned = grade.learned
-        if learned is None:
+        if colour.float_frames:  # float frames out (a scene-linear EXR pull): the working frame, exactly out
+            self.kind = "separate"
+        elif learned is None:
             self.kind = "composed"
         elif learned.settings.guide == "base" and learned.strength == 1.0 and not colour.scene_output:
             self.kind = "folded"

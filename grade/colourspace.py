@@ -212,6 +212,9 @@ class ColourPipeline:
     working: str
     output: str
     config_source: str | None = None
+    # frames leave the grade as float32 RGB in the output space, through OCIO's exact processor, unclipped:
+    # a video pulled into EXR frames in a scene-referred space (linear values above 1, negative ones)
+    float_frames: bool = False
 
     def __post_init__(self) -> None:
         config = load_config(self.config_source)
@@ -257,13 +260,16 @@ class ColourPipeline:
         return self._apply("to_working", pixels)
 
     def frame_out(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """A graded frame (working space) in the output space, same layout. ``outside`` (from
+        """A graded frame (working space) in the output space, same layout (with :attr:`float_frames`:
+        float32 RGB ``(H, W, 3)``, every pixel through OCIO's exact processor, not clipped). ``outside`` (from
         :meth:`outside`): pixels whose working values the working space's [0, 1] clipped; each gets what
         the clip took off added back to its graded value, through OCIO's exact processor. For a
         scene-referred output, pixels in a cell of the output table where the output space's own [0, 1]
         clipped a node (ACEScct colours outside S-Gamut3.Cine, say), or where the table is off by more
         than a code of the frame's depth (:func:`_clip_marks`), go through that processor too: the table
         would move them by up to hundreds of 10-bit codes."""
+        if self.float_frames:
+            return self._float_frame(pixels, outside)
         out = self._apply("from_working", pixels)
         near = None  # pixels in a cell where the output table is not the transform
         which = self._marks("out", pixels.dtype)
@@ -284,6 +290,17 @@ class ColourPipeline:
         flat = out.reshape(-1, channels)
         flat[idx, :3] = (np.clip(exact, 0.0, 1.0) * scale + 0.5).astype(out.dtype)
         return out
+
+    def _float_frame(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+        """:meth:`frame_out` of :attr:`float_frames`: the graded working codes (plus what the working space's
+        [0, 1] clipped, ``outside``) through OCIO's exact processor, float32 ``(H, W, 3)`` unclipped."""
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        work = pixels[..., :3].astype(np.float32) / np.float32(scale)
+        if outside is not None:
+            idx, lost = outside
+            work.reshape(-1, 3)[idx] += lost
+        out = self._exact_apply("float_out", work)
+        return np.nan_to_num(out, nan=0.0, posinf=65504.0, neginf=-65504.0)
 
     def _marks(self, side: str, dtype) -> str | None:
         """The name of the marks table (:func:`_clip_marks`) of the input (``side="in"``) or output table
@@ -475,13 +492,15 @@ def colour_pipeline(
     config_source: str | None,
     tagged: str | None = None,
     preset_working: str | None = None,
+    float_frames: bool = False,
 ) -> ColourPipeline | None:
     """The colour pipeline a grade asks for, or None for none (display footage, nothing named).
 
     ``tagged`` is the input space the container's tags state (PQ / HLG), ``preset_working`` the working
     space a preset's look was made in. The output defaults to Rec.709 through the display's view for a
     scene-referred input, and to the input's own space for a display-referred one; ``keep_log`` writes
-    the input's space whatever it is. Pipelines are cached (a conform asks once per event).
+    the input's space whatever it is. ``float_frames``: frames come out as float (:attr:`ColourPipeline.
+    float_frames`) where the output is scene-referred. Pipelines are cached (a conform asks once per event).
     """
     if not any((input_space, working_space, output_space, keep_log, tagged, preset_working, config_source)):
         return None
@@ -500,4 +519,4 @@ def colour_pipeline(
         dst = resolve(output_space, config, "output_space")
     else:
         dst = src if is_display(src, config) else ALIASES["rec709"]
-    return ColourPipeline(src, working, dst, config_source)
+    return ColourPipeline(src, working, dst, config_source, float_frames and not is_display(dst, config))

@@ -266,6 +266,9 @@ def grade_files(
             tagged = sequence_space(job.sequence.suffix)
             if Path(str(job.out)).suffix.lower() == ".exr" and output_space is None and not options.keep_log:
                 output_space = options.input_space or tagged  # EXR to EXR stays scene-referred
+        # a video pulled into EXR frames in a scene-referred space: frames leave the grade as float (linear
+        # values above 1 and below 0 kept), not as 16-bit codes
+        frames = video_frames_target(job.out, job.info) if job.info is not None else None
         job.colour = colour_pipeline(
             options.input_space,
             options.working_space,
@@ -274,15 +277,14 @@ def grade_files(
             options.ocio_config,
             tagged,
             preset_working,
+            float_frames=frames is not None and frames.suffix.lower().endswith(".exr"),
         )
-    for job in jobs:
-        if job.info is not None and job.colour is not None and job.colour.linear_output:
-            if video_frames_target(job.out, job.info) is not None:  # frames through 16-bit codes: [0, 1]
-                raise InputError(
-                    f"{setting('output_space', job.colour.output)}: a video is pulled into frames as 16-bit codes, "
-                    f"which clip scene-linear values at 1.0; pull a log space instead ({setting('keep_log')} or "
-                    f"{setting('output_space', 'acescct')})"
-                )
+        if frames is not None and job.colour is not None and job.colour.linear_output and not job.colour.float_frames:
+            raise InputError(  # DPX / TIFF / PNG frames hold integer codes: [0, 1]
+                f"{setting('output_space', job.colour.output)}: {frames.suffix.lstrip('.').upper()} frames hold "
+                f"integer codes, which clip scene-linear values at 1.0; pull scene-linear frames as EXR "
+                f"(-o {job.out.parent / 'frame.%06d.exr'}) or a log space ({setting('output_space', 'acescct')})"
+            )
     colour = next((j.colour for j in jobs if j.colour is not None), None)
     if colour is not None and src.reference is not None:  # the still's sRGB, seen through the display's view
         src.reference = colour.reference(src.reference)

@@ -532,13 +532,18 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
             return grade.grade(pixels, info.height, info.width, defer=True)
         black = grade.black()
         if gain <= 1e-3:  # black: the reference's black level
+            if job.colour is not None and job.colour.float_frames:
+                return np.broadcast_to(black.astype(np.float32), (info.height, info.width, 3)).copy()
             return regain(pixels, 0.0, black, native, info.height, matrix, full_range)
         lifted = ungain(pixels, gain, native, info.height, full_range)
         out = grade.grade(lifted, info.height, info.width, defer=True)
 
+        # float frames of a scene-linear pull are faded in linear light as a sequence's are (fade_powers)
+        out_gain = gain ** fade_powers(job.colour)[1] if job.colour is not None and job.colour.float_frames else gain
+
         def finish() -> np.ndarray:
             graded = out() if callable(out) else out
-            return regain(graded, gain, black, native, info.height, matrix, full_range)
+            return regain(graded, out_gain, black, native, info.height, matrix, full_range)
 
         return finish
 

@@ -56,8 +56,13 @@ def regain(
     graded: np.ndarray, gain: float, black: np.ndarray, native: bool, height: int, matrix: int, full_range: bool
 ) -> np.ndarray:
     """The grade of the brought-back frame faded again: ``black + gain · (graded - black)``, ``black`` the
-    grade's black level (R'G'B' in [0, 1]): a fade to black ends at the reference's black."""
+    grade's black level (R'G'B' in [0, 1]): a fade to black ends at the reference's black. Float frames
+    (a scene-linear pull) are faded as they are, not clipped."""
     x = graded.astype(np.float32)
+    if graded.dtype == np.float32:
+        b = black.astype(np.float32)
+        x[..., :3] = b + np.float32(gain) * (x[..., :3] - b)
+        return x
     top = 65535.0 if graded.dtype == np.uint16 else 255.0
     if native:
         y, cb, cr = (float(v) for v in rgb_to_yuv(torch.from_numpy(black), matrix, full_range))
@@ -75,8 +80,10 @@ def regain(
 
 
 def cross_fade(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
-    """``(1 - w) · a + w · b`` in the frames' own layout (alpha of ``a``)."""
+    """``(1 - w) · a + w · b`` in the frames' own layout (alpha of ``a``; float frames not clipped)."""
     out = a.astype(np.float32) * (1 - w) + b.astype(np.float32) * w
+    if a.dtype == np.float32:
+        return out
     top = 65535.0 if a.dtype == np.uint16 else 255.0
     mixed = np.clip(out + 0.5, 0, top).astype(a.dtype)
     if a.ndim == 3 and a.shape[-1] == 4:

@@ -141,6 +141,40 @@ def test_keep_log_returns_saturated_wide_gamut_colours(capsys, tmp_path: Path, m
     assert np.abs(a - b).max() <= 65535 // 1023, np.abs(a - b).max()
 
 
+@pytest.mark.parametrize("mode", ["fast", "learned"])
+def test_a_log_clip_pulled_into_scene_linear_exr_frames_keeps_its_highlights(capsys, tmp_path: Path, mode) -> None:
+    """A VFX pull: a 16-bit S-Log3 clip graded into linear Rec.709 EXR frames at ``--strength 0`` gives the
+    scene's own light back (colour-science's transform, independent of the OCIO code under test): the
+    highlights above 1 as they were (16-bit codes clipped them at 1.0), and the negative values of
+    S-Gamut3.Cine colours outside Rec.709 below 0. DPX frames, integer codes, are refused in one line."""
+    import OpenImageIO as oiio
+
+    gamut = colour.RGB_COLOURSPACES["S-Gamut3.Cine"]
+    y, x = np.mgrid[0:H, 0:W] / np.array([H, W], float)[:, None, None]
+    lin = np.stack([0.02 + 0.5 * x, 0.03 + 0.4 * x, 0.04 + 0.3 * y], -1)  # S-Gamut3.Cine linear light
+    lin[30:40, 40:50] = [6.0, 5.0, 4.0]  # a highlight well above 1
+    lin[8:20, 6:26] = [0.4, 0.004, 0.004]  # a saturated red outside Rec.709: negative green and blue there
+    src = write_rgb16(tmp_path / "slog3.mkv", [np.clip(colour.models.log_encoding_SLog3(lin), 0, 1)] * 3)
+    want = colour.RGB_to_RGB(lin, gamut, colour.RGB_COLOURSPACES["ITU-R BT.709"])  # both D65: no adaptation
+    args = ["--look", make_still(tmp_path / "ref.png"), "--mode", mode, "--strength", "0", "--input-space", "slog3"]
+    pull = tmp_path / "pull" / "f.%04d.exr"
+    code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", pull, "-q")
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "pull").iterdir())
+    assert names == ["f.0000.exr", "f.0001.exr", "f.0002.exr"], names
+    inp = oiio.ImageInput.open(str(tmp_path / "pull" / "f.0001.exr"))
+    got = np.asarray(inp.read_image(0, 0, 0, 3, "float"), np.float64)
+    inp.close()
+    # OCIO's S-Gamut3.Cine goes through ACES2065-1: colour-science's direct matrix differs by ~0.002 near 0
+    err = np.abs(got - want) / (np.abs(want) + 0.05)
+    assert np.median(err) < 0.005 and err.max() < 0.06, (np.median(err), err.max())
+    assert got[30:40, 40:50].min() > 3.5  # highlights kept, not clipped at 1.0
+    assert want[8:20, 6:26, 1:].max() < -0.01 and np.abs(got[8:20, 6:26] - want[8:20, 6:26]).max() < 0.01
+    # integer frames cannot hold scene-linear light: one line, nothing written
+    code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", tmp_path / "dpx" / "f.%04d.dpx")
+    assert code == 2 and err.count("\n") == 1 and "EXR" in err and not (tmp_path / "dpx").exists(), err
+
+
 def test_keep_log_lookups_around_a_learned_look_send_the_cells_the_tables_miss_to_ocio() -> None:
     """The two baked lookups around a learned look (``--keep-log``: S-Log3 -> ACEScct -> S-Log3) on any
     S-Log3 code values, no grade between: where the tables clip or bend away from the transform, the

@@ -279,8 +279,8 @@ def test_a_video_graded_into_an_image_sequence(capsys, tmp_path: Path, ref: Path
     code, _, err = run(capsys, src, *args, "-o", tmp_path / "pull" / "one.exr")
     assert code == 2 and err.count("\n") == 1 and "%06d" in err, err
     assert not list((tmp_path / "pull").glob(".*"))  # no temporary folder left behind
-    # an 8-bit clip is graded at 16 bits for its frames (not 256 levels), and a scene-linear pull, which 16-bit
-    # codes would clip at 1.0, is refused in one line
+    # an 8-bit clip is graded at 16 bits for its frames (not 256 levels), and a scene-linear pull into TIFFs,
+    # whose 16-bit codes would clip at 1.0, is refused in one line (EXR frames hold it: test_colour_managed)
     from clips import make_clip
 
     clip8 = make_clip(tmp_path / "cam8.mp4", frames=3, size=(64, 48), audio=False)
@@ -288,5 +288,5 @@ def test_a_video_graded_into_an_image_sequence(capsys, tmp_path: Path, ref: Path
     assert code == 0, err
     got, bits = read(tmp_path / "pull8" / "c.0001.tif")
     assert bits == 16 and len(np.unique(got)) > 256
-    code, _, err = run(capsys, clip8, *args, "--output-space", "linear-rec709", "-o", tmp_path / "lin" / "c.%04d.exr")
+    code, _, err = run(capsys, clip8, *args, "--output-space", "linear-rec709", "-o", tmp_path / "lin" / "c.%04d.tif")
     assert code == 2 and err.count("\n") == 1 and "clip" in err and not (tmp_path / "lin").exists(), err

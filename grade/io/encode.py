@@ -120,7 +120,8 @@ def render_video(
 
     ``sink`` (an object with ``encode(pixels, pts, time_base, duration)`` and ``flush()``, as
     :class:`FrameEncoder` has; ``target`` is then not opened) takes the graded frames instead of an encoder:
-    an image sequence's writer. It gets the picture only.
+    an image sequence's writer. It gets the picture only, and ``grade`` may give it float32 RGB (a
+    colour-managed pull into scene-linear EXR frames) instead of the decoded layout.
     """
     fmt = pixel_format or rgb_format(info)
     if sink is None:
@@ -328,6 +329,8 @@ def render_video(
 
 
 def _check_layout(out: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    if out.dtype == np.float32 and out.shape == (*shape[:2], 3):  # float RGB for a sink (a scene-linear pull)
+        return
     if out.dtype != dtype or out.shape != shape:
         raise RuntimeError(f"grade changed the frame layout {shape}->{out.shape}")
 

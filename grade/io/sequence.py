@@ -233,9 +233,13 @@ class SequenceWriter:
         self.numbers.append(number)
 
     def encode(self, pixels: np.ndarray, pts=None, time_base=None, duration=None) -> None:
-        """The next frame after the last written (numbered from the target's first), as integer codes."""
-        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
+        """The next frame after the last written (numbered from the target's first): integer codes, or
+        float32 RGB as it is (a scene-linear pull: values above 1 and below 0 kept in an EXR)."""
         number = self.target.numbers[0] + len(self.numbers)
+        if pixels.dtype == np.float32:
+            self.write(number, pixels[..., :3])
+            return
+        scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
         self.write(number, pixels[..., :3].astype(np.float32) / scale)
 
     def flush(self) -> None:
