@@ -18,7 +18,15 @@ from typing import Literal
 import numpy as np
 import torch
 
-from grade.colourspace import colour_pipeline, sequence_space, space_of_tags
+from grade.colourspace import (
+    EXR_SPACE,
+    colour_pipeline,
+    is_display,
+    load_config,
+    resolve,
+    sequence_space,
+    space_of_tags,
+)
 from grade.errors import GradeError, InputError, OutputError, setting
 from grade.io import image as image_io
 from grade.io import video as video_io
@@ -269,6 +277,10 @@ def grade_files(
         # a video pulled into EXR frames in a scene-referred space: frames leave the grade as float (linear
         # values above 1 and below 0 kept), not as 16-bit codes
         frames = video_frames_target(job.out, job.info) if job.info is not None else None
+        exr = frames is not None and frames.suffix.lower().endswith(".exr")
+        if exr and output_space is None and not options.keep_log and options.input_space:
+            if not is_display(resolve(options.input_space, load_config(options.ocio_config))):
+                output_space = EXR_SPACE  # log footage pulled into EXR: scene-linear, as grade reads an EXR back
         job.colour = colour_pipeline(
             options.input_space,
             options.working_space,
@@ -277,7 +289,7 @@ def grade_files(
             options.ocio_config,
             tagged,
             preset_working,
-            float_frames=frames is not None and frames.suffix.lower().endswith(".exr"),
+            float_frames=exr,
         )
         if frames is not None and job.colour is not None and job.colour.linear_output and not job.colour.float_frames:
             raise InputError(  # DPX / TIFF / PNG frames hold integer codes: [0, 1]

@@ -170,6 +170,12 @@ def test_a_log_clip_pulled_into_scene_linear_exr_frames_keeps_its_highlights(cap
     assert np.median(err) < 0.005 and err.max() < 0.06, (np.median(err), err.max())
     assert got[30:40, 40:50].min() > 3.5  # highlights kept, not clipped at 1.0
     assert want[8:20, 6:26, 1:].max() < -0.01 and np.abs(got[8:20, 6:26] - want[8:20, 6:26]).max() < 0.01
+    # without --output-space a log clip is pulled into EXR as scene-linear (linear Rec.709: what an EXR is read as)
+    code, _, err = run(capsys, src, *args, "-o", tmp_path / "default" / "f.%04d.exr", "-q")
+    assert code == 0, err
+    inp = oiio.ImageInput.open(str(tmp_path / "default" / "f.0001.exr"))
+    assert np.abs(np.asarray(inp.read_image(0, 0, 0, 3, "float")) - got).max() < 1e-3
+    inp.close()
     # integer frames cannot hold scene-linear light: one line, nothing written
     code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", tmp_path / "dpx" / "f.%04d.dpx")
     assert code == 2 and err.count("\n") == 1 and "EXR" in err and not (tmp_path / "dpx").exists(), err
