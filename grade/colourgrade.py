@@ -166,8 +166,8 @@ class ManagedGrade:
         outside = colour.outside(pixels, working)  # what the working space's [0, 1] clipped (scene outputs)
         out = self._source().grade(working, height, width, defer)
         if callable(out):
-            return lambda: colour.frame_out(out(), outside)
-        return colour.frame_out(out, outside)
+            return lambda: colour.graded_out(out(), outside)
+        return colour.graded_out(out, outside)
 
 
 def managed(colour: ColourPipeline | None, grade: ShotGrade) -> ShotGrade | ManagedGrade:

@@ -260,16 +260,13 @@ class ColourPipeline:
         return self._apply("to_working", pixels)
 
     def frame_out(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """A graded frame (working space) in the output space, same layout (with :attr:`float_frames`:
-        float32 RGB ``(H, W, 3)``, every pixel through OCIO's exact processor, not clipped). ``outside`` (from
+        """A graded frame (working space) in the output space, same layout. ``outside`` (from
         :meth:`outside`): pixels whose working values the working space's [0, 1] clipped; each gets what
         the clip took off added back to its graded value, through OCIO's exact processor. For a
         scene-referred output, pixels in a cell of the output table where the output space's own [0, 1]
         clipped a node (ACEScct colours outside S-Gamut3.Cine, say), or where the table is off by more
         than a code of the frame's depth (:func:`_clip_marks`), go through that processor too: the table
         would move them by up to hundreds of 10-bit codes."""
-        if self.float_frames:
-            return self._float_frame(pixels, outside)
         out = self._apply("from_working", pixels)
         near = None  # pixels in a cell where the output table is not the transform
         which = self._marks("out", pixels.dtype)
@@ -291,9 +288,12 @@ class ColourPipeline:
         flat[idx, :3] = (np.clip(exact, 0.0, 1.0) * scale + 0.5).astype(out.dtype)
         return out
 
-    def _float_frame(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
-        """:meth:`frame_out` of :attr:`float_frames`: the graded working codes (plus what the working space's
-        [0, 1] clipped, ``outside``) through OCIO's exact processor, float32 ``(H, W, 3)`` unclipped."""
+    def graded_out(self, pixels: np.ndarray, outside: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """A graded frame of the render out to the output space: :meth:`frame_out`, or with
+        :attr:`float_frames` float32 RGB ``(H, W, 3)``: the working codes (plus what the working space's
+        [0, 1] clipped, ``outside``) through OCIO's exact processor, every pixel, not clipped."""
+        if not self.float_frames:
+            return self.frame_out(pixels, outside)
         scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
         work = pixels[..., :3].astype(np.float32) / np.float32(scale)
         if outside is not None:
@@ -471,16 +471,72 @@ class ColourPipeline:
         return tags is None or SWS_MATRIX.get(tags["colorspace"]) == matrix
 
 
-EXR_SPACE = "Linear Rec.709 (sRGB)"  # an EXR is scene-linear unless --input-space says otherwise
+EXR_SPACE = "Linear Rec.709 (sRGB)"  # an EXR is scene-linear unless it or --input-space says otherwise
+
+# the OpenEXR ``chromaticities`` (red, green, blue, white xy; the published primaries) of the linear spaces
+# an EXR is commonly kept in, by their colour interop ids (the config's aliases)
+CHROMATICITIES: dict[str, tuple[float, ...]] = {
+    "lin_ap0_scene": (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767),
+    "lin_ap1_scene": (0.713, 0.293, 0.165, 0.83, 0.128, 0.044, 0.32168, 0.33767),
+    "lin_rec709_scene": (0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329),
+    "lin_p3d65_scene": (0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329),
+    "lin_rec2020_scene": (0.708, 0.292, 0.17, 0.797, 0.131, 0.046, 0.3127, 0.329),
+    "lin_adobergb_scene": (0.64, 0.33, 0.21, 0.71, 0.15, 0.06, 0.3127, 0.329),
+}
 
 
-def sequence_space(suffix: str) -> str | None:
-    """The input space an image sequence's kind states (EXR: scene-linear), or None.
+def linear_rec709(config=None) -> str | None:
+    """The config's name for scene-linear Rec.709 (what an EXR holds unless it says otherwise): by its colour
+    interop id or the usual names (an ACES 1 show config calls it "Utility - Linear - sRGB"), else its
+    ``scene_linear`` role; None where it has neither.
 
-    >>> sequence_space(".exr"), sequence_space(".dpx")
-    ('Linear Rec.709 (sRGB)', None)
+    >>> linear_rec709()
+    'Linear Rec.709 (sRGB)'
     """
-    return EXR_SPACE if suffix.lower().endswith(".exr") else None
+    config = config or load_config()
+    for key in ("lin_rec709_scene", EXR_SPACE, "lin_rec709", "Utility - Linear - sRGB", "lin_srgb", "scene_linear"):
+        found = config.getColorSpace(key)
+        if found is not None:
+            return found.getName()
+    return None
+
+
+def exr_tags(name: str, config=None) -> tuple[str, tuple[float, ...] | None]:
+    """What an EXR written in colour space ``name`` states: its colour interop id (``lin_ap1_scene`` for
+    ACEScg; OpenImageIO's ``oiio:ColorSpace``) or else its name, and its ``chromaticities`` where it is one
+    of :data:`CHROMATICITIES`' linear spaces (None otherwise).
+
+    >>> exr_tags("ACEScg")[0], exr_tags("ACEScct")
+    ('lin_ap1_scene', ('ocio:acescct_ap1_scene', None))
+    """
+    config = config or load_config()
+    stated = config.getColorSpace(name).getInteropID() or name
+    return stated, CHROMATICITIES.get(stated)
+
+
+def sequence_space(
+    suffix: str, stated: str | None = None, chromaticities: tuple[float, ...] | None = None, config=None
+) -> str | None:
+    """The input space an image sequence's kind and files state, or None (DPX, TIFF, PNG: display code
+    values unless ``--input-space`` says otherwise). An EXR is the colour space its ``oiio:ColorSpace``
+    names where the config knows it (what ``grade`` writes), else the linear space its
+    ``chromaticities`` give (within 0.001), else scene-linear Rec.709 (:func:`linear_rec709`).
+
+    >>> sequence_space(".exr"), sequence_space(".dpx"), sequence_space(".exr", "lin_ap1_scene")
+    ('Linear Rec.709 (sRGB)', None, 'ACEScg')
+    >>> sequence_space(".exr", None, (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767))
+    'ACES2065-1'
+    """
+    if not suffix.lower().endswith(".exr"):
+        return None
+    config = config or load_config()
+    if stated and config.getColorSpace(stated) is not None:
+        return config.getColorSpace(stated).getName()
+    if chromaticities is not None and len(chromaticities) == 8:
+        for interop, xy in CHROMATICITIES.items():
+            if np.allclose(chromaticities, xy, atol=1e-3) and config.getColorSpace(interop) is not None:
+                return config.getColorSpace(interop).getName()
+    return linear_rec709(config) or EXR_SPACE
 
 
 @functools.lru_cache(maxsize=8)

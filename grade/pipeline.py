@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from grade.colourspace import (
-    EXR_SPACE,
     colour_pipeline,
     is_display,
+    linear_rec709,
     load_config,
     resolve,
     sequence_space,
@@ -270,17 +270,21 @@ def grade_files(
     for job in jobs:
         tagged = space_of_tags(job.info.color_trc) if job.info is not None else None
         output_space = options.output_space
-        if job.sequence is not None and sequence_space(job.sequence.suffix):
-            tagged = sequence_space(job.sequence.suffix)
-            if Path(str(job.out)).suffix.lower() == ".exr" and output_space is None and not options.keep_log:
-                output_space = options.input_space or tagged  # EXR to EXR stays scene-referred
+        seq = job.sequence
+        if seq is not None and sequence_space(seq.suffix):  # an EXR: the space its files state, else linear
+            tagged = sequence_space(seq.suffix, seq.colour_space, seq.chromaticities, load_config(options.ocio_config))
+            # EXR to EXR (a pattern, or a folder: the source's names in it) stays scene-referred
+            written = job.out.suffix if is_video_target(job.out) else output_sequence(seq, job.out).suffix
+            if written.lower().endswith(".exr") and output_space is None and not options.keep_log:
+                output_space = options.input_space or tagged
         # a video pulled into EXR frames in a scene-referred space: frames leave the grade as float (linear
         # values above 1 and below 0 kept), not as 16-bit codes
         frames = video_frames_target(job.out, job.info) if job.info is not None else None
         exr = frames is not None and frames.suffix.lower().endswith(".exr")
         if exr and output_space is None and not options.keep_log and options.input_space:
-            if not is_display(resolve(options.input_space, load_config(options.ocio_config))):
-                output_space = EXR_SPACE  # log footage pulled into EXR: scene-linear, as grade reads an EXR back
+            config = load_config(options.ocio_config)
+            if not is_display(resolve(options.input_space, config)):  # log footage pulled into EXR: scene-linear
+                output_space = linear_rec709(config)  # (what an unstated EXR is read as; None: the config has none)
         job.colour = colour_pipeline(
             options.input_space,
             options.working_space,
@@ -295,7 +299,7 @@ def grade_files(
             raise InputError(  # DPX / TIFF / PNG frames hold integer codes: [0, 1]
                 f"{setting('output_space', job.colour.output)}: {frames.suffix.lstrip('.').upper()} frames hold "
                 f"integer codes, which clip scene-linear values at 1.0; pull scene-linear frames as EXR "
-                f"(-o {job.out.parent / 'frame.%06d.exr'}) or a log space ({setting('output_space', 'acescct')})"
+                f"(-o {job.out.with_suffix('.exr')}) or a log space ({setting('output_space', 'acescct')})"
             )
     colour = next((j.colour for j in jobs if j.colour is not None), None)
     if colour is not None and src.reference is not None:  # the still's sRGB, seen through the display's view

@@ -43,6 +43,19 @@ def video_frames_target(out: Path, info: video_io.VideoInfo) -> Sequence | None:
     return video_sequence(out, info.width, info.height, info.is_high_bit_depth, info.fps, first)
 
 
+def stating(target: Sequence, colour: ColourPipeline | None) -> Sequence:
+    """``target`` (a sequence to write) stating the output's colour space in its EXR files
+    (:func:`grade.colourspace.exr_tags`), not the source's; without colour management, Rec.709 video's
+    (the frames hold its display code values)."""
+    from grade.colourspace import ALIASES, exr_tags, load_config
+
+    if colour is None:
+        stated, chroma = exr_tags(ALIASES["rec709"])
+    else:
+        stated, chroma = exr_tags(colour.output, load_config(colour.config_source))
+    return target.model_copy(update={"colour_space": stated, "chromaticities": chroma})
+
+
 def is_video_target(out: Path) -> bool:
     """Whether an image sequence's output ``out`` names a video file (``graded.mov``), not frames or a folder."""
     return out.suffix.lower() in video_io.OUTPUT_EXTENSIONS and not out.is_dir() and "%" not in out.name
@@ -284,7 +297,7 @@ def render_sequence_job(job: RenderJob, options: GradeOptions, progress: Progres
     if is_video_target(job.out):
         encoder = _sequence_to_video(job, options, progress)
     else:
-        writer = SequenceWriter(output_sequence(seq, job.out))
+        writer = SequenceWriter(stating(output_sequence(seq, job.out), job.colour))
         try:
             with progress.stage("render", seq.frames) as task:
                 for number, graded in _graded_sequence(job):
@@ -587,7 +600,7 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
                 task.update(info=f"stabiliser {1000 * stab[0] / (i + 1):.1f} ms/frame, network on {network:.0f} %")
 
     frames_out = video_frames_target(job.out, info)  # a video graded into an image sequence, or None
-    sink = SequenceWriter(frames_out) if frames_out is not None else None
+    sink = SequenceWriter(stating(frames_out, job.colour)) if frames_out is not None else None
     try:
         with (
             progress.stage("render", max(info.frames, job.shots[-1].end if job.shots else 0)) as task,

@@ -157,9 +157,9 @@ def test_a_log_clip_pulled_into_scene_linear_exr_frames_keeps_its_highlights(cap
     src = write_rgb16(tmp_path / "slog3.mkv", [np.clip(colour.models.log_encoding_SLog3(lin), 0, 1)] * 3)
     want = colour.RGB_to_RGB(lin, gamut, colour.RGB_COLOURSPACES["ITU-R BT.709"])  # both D65: no adaptation
     args = ["--look", make_still(tmp_path / "ref.png"), "--mode", mode, "--strength", "0", "--input-space", "slog3"]
-    pull = tmp_path / "pull" / "f.%04d.exr"
-    code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", pull, "-q")
-    assert code == 0, err
+    pull, preview = tmp_path / "pull" / "f.%04d.exr", tmp_path / "preview.png"
+    code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", pull, "--preview", preview, "-q")
+    assert code == 0 and preview.stat().st_size > 0, err
     names = sorted(p.name for p in (tmp_path / "pull").iterdir())
     assert names == ["f.0000.exr", "f.0001.exr", "f.0002.exr"], names
     inp = oiio.ImageInput.open(str(tmp_path / "pull" / "f.0001.exr"))
@@ -176,6 +176,14 @@ def test_a_log_clip_pulled_into_scene_linear_exr_frames_keeps_its_highlights(cap
     inp = oiio.ImageInput.open(str(tmp_path / "default" / "f.0001.exr"))
     assert np.abs(np.asarray(inp.read_image(0, 0, 0, 3, "float")) - got).max() < 1e-3
     inp.close()
+    # a show's config without a linear Rec.709 space: its scene_linear role
+    import PyOpenColorIO as ocio
+
+    from grade.colourspace import linear_rec709
+
+    show = ocio.Config.CreateFromBuiltinConfig("studio-config-latest")
+    show.removeColorSpace("Linear Rec.709 (sRGB)")
+    assert linear_rec709(show) == show.getColorSpace("scene_linear").getName() == "ACEScg"
     # integer frames cannot hold scene-linear light: one line, nothing written
     code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", tmp_path / "dpx" / "f.%04d.dpx")
     assert code == 2 and err.count("\n") == 1 and "EXR" in err and not (tmp_path / "dpx").exists(), err

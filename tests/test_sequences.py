@@ -80,6 +80,67 @@ def test_exr_to_exr_keeps_values_above_one_and_the_frame_numbers(capsys, tmp_pat
     assert np.abs(out - src).mean() > 0.02
 
 
+def _stated(path: Path) -> tuple[str, tuple | None]:
+    inp = oiio.ImageInput.open(str(path))
+    spec = inp.spec()
+    inp.close()
+    return spec.get_string_attribute("oiio:ColorSpace"), spec.getattribute("chromaticities")
+
+
+def test_an_exr_states_its_colour_space_and_is_read_as_it_states(capsys, tmp_path: Path, ref: Path) -> None:
+    """EXR frames say what they hold (OpenImageIO's ``oiio:ColorSpace`` as a colour interop id, OpenEXR's
+    ``chromaticities``), and an EXR is read as the space it states: ACEScg plates come out in linear Rec.709
+    as colour-science converts them (an unstated EXR is taken as linear Rec.709 already, and passes unchanged);
+    an ACES2065-1 file that states only its chromaticities (AP0) is read as ACES2065-1."""
+    import warnings
+
+    from grade.colourspace import sequence_space
+    from grade.io.sequence import find_sequence
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # colour-science: no SciPy
+        import colour
+    cg = linear(0).astype(np.float32)
+    cg[8:20, 6:26] = [0.05, 0.6, 0.1]  # a saturated AP1 green, outside Rec.709
+    for name, space in (("cg", "lin_ap1_scene"), ("plain", None)):
+        spec = oiio.ImageSpec(W, H, 3, "half")
+        if space:
+            spec.attribute("oiio:ColorSpace", space)
+        out = oiio.ImageOutput.create(str(tmp_path / f"{name}.0001.exr"))
+        assert out.open(str(tmp_path / f"{name}.0001.exr"), spec) and out.write_image(cg)
+        out.close()
+    args = ["--look", ref, "--mode", "fast", "--strength", "0", "--output-space", "linear-rec709", "--json"]
+    code, o, err = run(capsys, tmp_path / "cg.%04d.exr", *args, "-o", tmp_path / "cg709" / "f.%04d.exr")
+    assert code == 0, err
+    assert json.loads(o)["colour"]["input"] == "ACEScg"
+    got, _ = read(tmp_path / "cg709" / "f.0001.exr")
+    aces_cg, bt709 = colour.RGB_COLOURSPACES["ACEScg"], colour.RGB_COLOURSPACES["ITU-R BT.709"]
+    want = colour.RGB_to_RGB(cg, aces_cg, bt709, "Bradford")
+    assert np.abs(got - want).max() < 0.01 * np.abs(want).max(), np.abs(got - want).max()
+    assert want[8:20, 6:26, 0].max() < -0.05  # the green's red is negative in Rec.709, and kept
+    stated, chroma = _stated(tmp_path / "cg709" / "f.0001.exr")
+    assert stated == "lin_rec709_scene"
+    np.testing.assert_allclose(chroma, [0.64, 0.33, 0.3, 0.6, 0.15, 0.06, 0.3127, 0.329], atol=1e-4)
+    code, o, err = run(capsys, tmp_path / "plain.%04d.exr", *args, "-o", tmp_path / "plain709" / "f.%04d.exr")
+    assert code == 0 and json.loads(o)["colour"]["input"] == "Linear Rec.709 (sRGB)", err
+    np.testing.assert_allclose(read(tmp_path / "plain709" / "f.0001.exr")[0], cg, rtol=0.01, atol=1e-3)
+    # EXR to EXR into a folder stays in the space the plates state (it went through the Rec.709 view), and says so
+    code, _, err = run(capsys, tmp_path / "cg.%04d.exr", "--look", ref, "--mode", "fast", "-o", tmp_path / "same", "-q")
+    assert code == 0, err
+    stated, chroma = _stated(tmp_path / "same" / "cg.0001.exr")
+    assert stated == "lin_ap1_scene" and np.allclose(chroma[:2], [0.713, 0.293], atol=1e-4)
+    # chromaticities alone (another tool's ACES2065-1 file)
+    spec = oiio.ImageSpec(W, H, 3, "half")
+    spec.attribute(
+        "chromaticities", oiio.TypeDesc("float[8]"), (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)
+    )
+    out = oiio.ImageOutput.create(str(tmp_path / "ap0.0001.exr"))
+    assert out.open(str(tmp_path / "ap0.0001.exr"), spec) and out.write_image(cg)
+    out.close()
+    seq = find_sequence(tmp_path / "ap0.%04d.exr")
+    assert sequence_space(seq.suffix, seq.colour_space, seq.chromaticities) == "ACES2065-1"
+
+
 def test_a_gap_is_named_unless_allowed(capsys, tmp_path: Path, ref: Path) -> None:
     for n in (1, 2, 4):
         write(tmp_path / f"s_{n:03d}.png", np.full((H, W, 3), 30000 + n, np.uint16), "uint16")

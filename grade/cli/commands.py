@@ -230,13 +230,14 @@ def run_shots(args: argparse.Namespace, console) -> int:
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= 1000):
         raise InputError(f"--fps: a frame rate above 0 and at most 1000, not {args.fps:g}")
     if is_sequence_path(args.input):  # analysed as `grade` analyses it
-        from grade.colourspace import colour_pipeline, sequence_space
+        from grade.colourspace import colour_pipeline, load_config, sequence_space
         from grade.render import sequence_shots
 
         seq = find_sequence(args.input, fps=args.fps, allow_gaps=args.allow_gaps)
         colour = colour_pipeline(
-            args.input_space, args.working_space, None, False, args.ocio_config, sequence_space(seq.suffix)
-        )
+            args.input_space, args.working_space, None, False, args.ocio_config,
+            sequence_space(seq.suffix, seq.colour_space, seq.chromaticities, load_config(args.ocio_config)),
+        )  # fmt: skip
         frames, fps = seq.frames, seq.fps
 
         def analyse(on_frame=None):

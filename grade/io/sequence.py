@@ -39,6 +39,10 @@ class Sequence(BaseModel):
     format: str  # OIIO's pixel type of the first frame: half, float, uint16, uint8, ...
     bits: int  # bits per sample as stored (10 for a 10-bit DPX)
     fps: float = 24.0
+    # an EXR's colour space as its files state it (read) or are to state it (written): OpenImageIO's
+    # ``oiio:ColorSpace`` (a colour interop id, ``lin_ap1_scene``) and OpenEXR's ``chromaticities``
+    colour_space: str | None = None
+    chromaticities: tuple[float, ...] | None = None
 
     @property
     def pattern(self) -> str:
@@ -124,6 +128,10 @@ def find_sequence(path: str | Path, *, fps: float | None = None, allow_gaps: boo
     seq.width, seq.height, seq.channels = spec.width, spec.height, spec.nchannels
     seq.format = str(spec.format)
     seq.bits = spec.get_int_attribute("oiio:BitsPerSample", 0) or _bits(seq.format)
+    if suffix.lower().endswith(".exr"):  # PNG and TIFF readers state sRGB of their own accord: not read
+        seq.colour_space = spec.get_string_attribute("oiio:ColorSpace") or None
+        chroma = spec.getattribute("chromaticities")
+        seq.chromaticities = tuple(float(v) for v in chroma) if chroma is not None and len(chroma) == 8 else None
     return seq
 
 
@@ -265,7 +273,7 @@ class SequenceWriter:
 def write_frame(path: Path, rgb: np.ndarray, like: Sequence) -> None:
     """Write float32 ``(H, W, 3)`` RGB in the kind of ``like`` for this extension: EXR half (float for a
     float source), DPX 10-bit, TIFF 16-bit, PNG 16-bit (8-bit for an 8-bit source). Values are clipped to
-    [0, 1] for integer files only.
+    [0, 1] for integer files only. An EXR states ``like``'s colour space and chromaticities.
 
     Raises:
         OutputError: the file cannot be written.
@@ -283,6 +291,10 @@ def write_frame(path: Path, rgb: np.ndarray, like: Sequence) -> None:
     spec = oiio.ImageSpec(rgb.shape[1], rgb.shape[0], 3, fmt)
     if bits == 10:
         spec.attribute("oiio:BitsPerSample", 10)
+    if ext == ".exr" and like.colour_space:
+        spec.attribute("oiio:ColorSpace", like.colour_space)
+    if ext == ".exr" and like.chromaticities:
+        spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), tuple(like.chromaticities))
     out = oiio.ImageOutput.create(str(path))
     if out is None or not out.open(str(path), spec):
         raise OutputError(f"cannot write {path}: {_oiio_error(oiio)}")
