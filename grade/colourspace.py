@@ -519,7 +519,7 @@ def sequence_space(
 ) -> str | None:
     """The input space an image sequence's kind and files state, or None (DPX, TIFF, PNG: display code
     values unless ``--input-space`` says otherwise). An EXR is the colour space its ``oiio:ColorSpace``
-    names where the config knows it (what ``grade`` writes), else the linear space its
+    names where the config knows it (what ``grade`` writes; not a data space), else the linear space its
     ``chromaticities`` give (within 0.001), else scene-linear Rec.709 (:func:`linear_rec709`).
 
     >>> sequence_space(".exr"), sequence_space(".dpx"), sequence_space(".exr", "lin_ap1_scene")
@@ -530,8 +530,9 @@ def sequence_space(
     if not suffix.lower().endswith(".exr"):
         return None
     config = config or load_config()
-    if stated and config.getColorSpace(stated) is not None:
-        return config.getColorSpace(stated).getName()
+    named = config.getColorSpace(stated) if stated else None
+    if named is not None and not named.isData():  # "data" (Raw): no colour statement at all
+        return named.getName()
     if chromaticities is not None and len(chromaticities) == 8:
         for interop, xy in CHROMATICITIES.items():
             if np.allclose(chromaticities, xy, atol=1e-3) and config.getColorSpace(interop) is not None:

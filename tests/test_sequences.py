@@ -139,6 +139,8 @@ def test_an_exr_states_its_colour_space_and_is_read_as_it_states(capsys, tmp_pat
     out.close()
     seq = find_sequence(tmp_path / "ap0.%04d.exr")
     assert sequence_space(seq.suffix, seq.colour_space, seq.chromaticities) == "ACES2065-1"
+    # a name the config does not know, or "data" (Raw), states nothing: linear Rec.709
+    assert sequence_space(".exr", "foo") == sequence_space(".exr", "data") == "Linear Rec.709 (sRGB)"
 
 
 def test_a_gap_is_named_unless_allowed(capsys, tmp_path: Path, ref: Path) -> None:
