@@ -487,57 +487,78 @@ CHROMATICITIES: dict[str, tuple[float, ...]] = {
 
 def linear_rec709(config=None) -> str | None:
     """The config's name for scene-linear Rec.709 (what an EXR holds unless it says otherwise): by its colour
-    interop id or the usual names (an ACES 1 show config calls it "Utility - Linear - sRGB"), else its
-    ``scene_linear`` role; None where it has neither.
+    interop id or the usual names (an ACES 1 show config calls it "Utility - Linear - sRGB"); None where it
+    has none.
 
     >>> linear_rec709()
     'Linear Rec.709 (sRGB)'
     """
     config = config or load_config()
-    for key in ("lin_rec709_scene", EXR_SPACE, "lin_rec709", "Utility - Linear - sRGB", "lin_srgb", "scene_linear"):
+    for key in ("lin_rec709_scene", EXR_SPACE, "lin_rec709", "Utility - Linear - sRGB", "lin_srgb"):
         found = config.getColorSpace(key)
-        if found is not None:
+        if found is not None and not config.hasRole(key):
             return found.getName()
     return None
 
 
-def exr_tags(name: str, config=None) -> tuple[str, tuple[float, ...] | None]:
-    """What an EXR written in colour space ``name`` states: its colour interop id (``lin_ap1_scene`` for
-    ACEScg; OpenImageIO's ``oiio:ColorSpace``) or else its name, and its ``chromaticities`` where it is one
-    of :data:`CHROMATICITIES`' linear spaces (None otherwise).
+def exr_tags(name: str, config=None) -> tuple[str | None, str, tuple[float, ...] | None]:
+    """What an EXR written in colour space ``name`` states (:func:`grade.io.sequence.exr_statement`): its
+    colour interop id (``lin_ap1_scene`` for ACEScg; OpenImageIO keeps it as ``oiio:ColorSpace`` where it
+    knows the id), its name in the config, and its ``chromaticities`` where it is one of
+    :data:`CHROMATICITIES`' linear spaces.
 
     >>> exr_tags("ACEScg")[0], exr_tags("ACEScct")
-    ('lin_ap1_scene', ('ocio:acescct_ap1_scene', None))
+    ('lin_ap1_scene', ('ocio:acescct_ap1_scene', 'ACEScct', None))
     """
     config = config or load_config()
-    stated = config.getColorSpace(name).getInteropID() or name
-    return stated, CHROMATICITIES.get(stated)
+    space = config.getColorSpace(name)
+    interop = getattr(space, "getInteropID", lambda: "")() or None  # OpenColorIO 2.5 on
+    return interop, space.getName(), CHROMATICITIES.get(interop or "")
 
 
-def sequence_space(
-    suffix: str, stated: str | None = None, chromaticities: tuple[float, ...] | None = None, config=None
-) -> str | None:
+def _stated(config, key: str | None):
+    """The config's colour space a file names, or None: not a role (a config's own choice, not the
+    file's) and not a data space (Raw: no colour statement at all)."""
+    found = config.getColorSpace(key) if key else None
+    if found is None or config.hasRole(key) or found.isData():
+        return None
+    return found
+
+
+def sequence_space(suffix: str, statement: tuple | None = None, config=None) -> str | None:
     """The input space an image sequence's kind and files state, or None (DPX, TIFF, PNG: display code
-    values unless ``--input-space`` says otherwise). An EXR is the colour space its ``oiio:ColorSpace``
-    names where the config knows it (what ``grade`` writes; not a data space), else the linear space its
+    values unless ``--input-space`` says otherwise). An EXR is the colour space its statement names
+    (:func:`grade.io.sequence.exr_statement`: OpenImageIO's ``oiio:ColorSpace``, then ``grade:ColorSpace``,
+    where the config knows them; not a role or a data space), else the linear space its
     ``chromaticities`` give (within 0.001), else scene-linear Rec.709 (:func:`linear_rec709`).
 
-    >>> sequence_space(".exr"), sequence_space(".dpx"), sequence_space(".exr", "lin_ap1_scene")
+    >>> sequence_space(".exr"), sequence_space(".dpx"), sequence_space(".exr", ("lin_ap1_scene", None, None))
     ('Linear Rec.709 (sRGB)', None, 'ACEScg')
-    >>> sequence_space(".exr", None, (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767))
+    >>> sequence_space(".exr", (None, None, (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)))
     'ACES2065-1'
+
+    Raises:
+        InputError: the EXR states nothing and the config has no linear Rec.709 to read it as.
     """
     if not suffix.lower().endswith(".exr"):
         return None
     config = config or load_config()
-    named = config.getColorSpace(stated) if stated else None
-    if named is not None and not named.isData():  # "data" (Raw): no colour statement at all
-        return named.getName()
+    interop, name, chromaticities = statement or (None, None, None)
+    for key in (interop, name):
+        found = _stated(config, key)
+        if found is not None:
+            return found.getName()
     if chromaticities is not None and len(chromaticities) == 8:
-        for interop, xy in CHROMATICITIES.items():
-            if np.allclose(chromaticities, xy, atol=1e-3) and config.getColorSpace(interop) is not None:
-                return config.getColorSpace(interop).getName()
-    return linear_rec709(config) or EXR_SPACE
+        for known, xy in CHROMATICITIES.items():
+            if np.allclose(chromaticities, xy, atol=1e-3) and config.getColorSpace(known) is not None:
+                return config.getColorSpace(known).getName()
+    found = linear_rec709(config)
+    if found is None:
+        raise InputError(
+            f"an EXR that states no colour space is read as linear Rec.709, which the OCIO config does not "
+            f"have: give {setting('input_space', 'NAME')}"
+        )
+    return found
 
 
 @functools.lru_cache(maxsize=8)

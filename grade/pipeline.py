@@ -207,7 +207,8 @@ def grade_files(
     jobs = []
     for n, source in enumerate(paths):
         if is_sequence_path(source):  # shot.%06d.exr, shot.######.dpx or a folder of frames
-            seq = find_sequence(source, fps=options.fps, allow_gaps=options.allow_gaps)
+            stated = not options.input_space  # else --input-space says what the frames are
+            seq = find_sequence(source, fps=options.fps, allow_gaps=options.allow_gaps, read_statement=stated)
             out = Path(outputs[n]) if outputs else _sequence_output(seq, options.output_dir)
             jobs.append(RenderJob(source, out, None, sequence=seq))
             continue
@@ -272,7 +273,8 @@ def grade_files(
         output_space = options.output_space
         seq = job.sequence
         if seq is not None and sequence_space(seq.suffix):  # an EXR: the space its files state, else linear
-            tagged = sequence_space(seq.suffix, seq.colour_space, seq.chromaticities, load_config(options.ocio_config))
+            if not options.input_space:
+                tagged = sequence_space(seq.suffix, seq.statement, load_config(options.ocio_config))
             # EXR to EXR (a pattern, or a folder: the source's names in it) stays scene-referred
             written = job.out.suffix if is_video_target(job.out) else output_sequence(seq, job.out).suffix
             if written.lower().endswith(".exr") and output_space is None and not options.keep_log:

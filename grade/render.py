@@ -49,11 +49,10 @@ def stating(target: Sequence, colour: ColourPipeline | None) -> Sequence:
     (the frames hold its display code values)."""
     from grade.colourspace import ALIASES, exr_tags, load_config
 
-    if colour is None:
-        stated, chroma = exr_tags(ALIASES["rec709"])
-    else:
-        stated, chroma = exr_tags(colour.output, load_config(colour.config_source))
-    return target.model_copy(update={"colour_space": stated, "chromaticities": chroma})
+    stated = (
+        exr_tags(ALIASES["rec709"]) if colour is None else exr_tags(colour.output, load_config(colour.config_source))
+    )
+    return target.model_copy(update={"statement": stated, "check_statement": False})
 
 
 def is_video_target(out: Path) -> bool:

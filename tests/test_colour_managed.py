@@ -176,14 +176,23 @@ def test_a_log_clip_pulled_into_scene_linear_exr_frames_keeps_its_highlights(cap
     inp = oiio.ImageInput.open(str(tmp_path / "default" / "f.0001.exr"))
     assert np.abs(np.asarray(inp.read_image(0, 0, 0, 3, "float")) - got).max() < 1e-3
     inp.close()
-    # a show's config without a linear Rec.709 space: its scene_linear role
+    # a --keep-log pull states its camera log (OpenImageIO drops the ocio: interop ids of camera spaces,
+    # grade:ColorSpace keeps the name), and is read back as S-Log3
+    code, _, err = run(capsys, src, *args, "--keep-log", "-o", tmp_path / "keep" / "f.%04d.exr", "-q")
+    assert code == 0, err
+    code, o, err = run(capsys, tmp_path / "keep" / "f.%04d.exr", *args[:-2], "-o", tmp_path / "again", "--json")
+    assert code == 0 and json.loads(o)["colour"]["input"] == "S-Log3 S-Gamut3.Cine", err
+    # a show's config without a linear Rec.709 space: an EXR that states nothing is one line, not a guess
     import PyOpenColorIO as ocio
 
-    from grade.colourspace import linear_rec709
+    from grade.colourspace import linear_rec709, sequence_space
+    from grade.errors import InputError
 
     show = ocio.Config.CreateFromBuiltinConfig("studio-config-latest")
     show.removeColorSpace("Linear Rec.709 (sRGB)")
-    assert linear_rec709(show) == show.getColorSpace("scene_linear").getName() == "ACEScg"
+    assert linear_rec709(show) is None
+    with pytest.raises(InputError, match="input.space"):
+        sequence_space(".exr", None, show)
     # integer frames cannot hold scene-linear light: one line, nothing written
     code, _, err = run(capsys, src, *args, "--output-space", "linear-rec709", "-o", tmp_path / "dpx" / "f.%04d.dpx")
     assert code == 2 and err.count("\n") == 1 and "EXR" in err and not (tmp_path / "dpx").exists(), err

@@ -138,9 +138,17 @@ def test_an_exr_states_its_colour_space_and_is_read_as_it_states(capsys, tmp_pat
     assert out.open(str(tmp_path / "ap0.0001.exr"), spec) and out.write_image(cg)
     out.close()
     seq = find_sequence(tmp_path / "ap0.%04d.exr")
-    assert sequence_space(seq.suffix, seq.colour_space, seq.chromaticities) == "ACES2065-1"
-    # a name the config does not know, or "data" (Raw), states nothing: linear Rec.709
-    assert sequence_space(".exr", "foo") == sequence_space(".exr", "data") == "Linear Rec.709 (sRGB)"
+    assert sequence_space(seq.suffix, seq.statement) == "ACES2065-1"
+    # a name the config does not know, "data" (Raw), or a role (the config's own choice) states nothing
+    for said in ("foo", "data", "scene_linear", "compositing_log"):
+        assert sequence_space(".exr", (said, said, None)) == "Linear Rec.709 (sRGB)", said
+    # frames of one sequence that state different spaces: one line naming the frame, nothing written
+    write(tmp_path / "cg.0002.exr", cg, "half")  # states nothing, after an ACEScg frame
+    code, _, err = run(capsys, tmp_path / "cg.%04d.exr", *args[:-1], "-o", tmp_path / "mixed" / "f.%04d.exr")
+    assert code == 2 and err.count("\n") == 1 and "cg.0002.exr" in err and "--input-space" in err, err
+    assert not (tmp_path / "mixed").exists()
+    code, _, err = run(capsys, tmp_path / "cg.%04d.exr", *args[:-1], "--input-space", "acescg", "-o", tmp_path / "as")
+    assert code == 0, err  # --input-space says what they all are
 
 
 def test_a_gap_is_named_unless_allowed(capsys, tmp_path: Path, ref: Path) -> None:

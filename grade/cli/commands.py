@@ -233,11 +233,9 @@ def run_shots(args: argparse.Namespace, console) -> int:
         from grade.colourspace import colour_pipeline, load_config, sequence_space
         from grade.render import sequence_shots
 
-        seq = find_sequence(args.input, fps=args.fps, allow_gaps=args.allow_gaps)
-        colour = colour_pipeline(
-            args.input_space, args.working_space, None, False, args.ocio_config,
-            sequence_space(seq.suffix, seq.colour_space, seq.chromaticities, load_config(args.ocio_config)),
-        )  # fmt: skip
+        seq = find_sequence(args.input, fps=args.fps, allow_gaps=args.allow_gaps, read_statement=not args.input_space)
+        stated = None if args.input_space else sequence_space(seq.suffix, seq.statement, load_config(args.ocio_config))
+        colour = colour_pipeline(args.input_space, args.working_space, None, False, args.ocio_config, stated)
         frames, fps = seq.frames, seq.fps
 
         def analyse(on_frame=None):

@@ -39,10 +39,10 @@ class Sequence(BaseModel):
     format: str  # OIIO's pixel type of the first frame: half, float, uint16, uint8, ...
     bits: int  # bits per sample as stored (10 for a 10-bit DPX)
     fps: float = 24.0
-    # an EXR's colour space as its files state it (read) or are to state it (written): OpenImageIO's
-    # ``oiio:ColorSpace`` (a colour interop id, ``lin_ap1_scene``) and OpenEXR's ``chromaticities``
-    colour_space: str | None = None
-    chromaticities: tuple[float, ...] | None = None
+    # an EXR's colour as its files state it (read; every frame must state the same unless ``--input-space``
+    # says what they are) or are to state it (written): :func:`exr_statement`
+    statement: tuple[str | None, str | None, tuple[float, ...] | None] | None = None
+    check_statement: bool = True
 
     @property
     def pattern(self) -> str:
@@ -95,9 +95,29 @@ def _from_folder(folder: Path) -> tuple[str, str, int]:
     return max(found, key=lambda k: found[k])
 
 
-def find_sequence(path: str | Path, *, fps: float | None = None, allow_gaps: bool = False) -> Sequence:
+def exr_statement(spec) -> tuple[str | None, str | None, tuple[float, ...] | None]:
+    """What an EXR header says of its colour: OpenImageIO's ``oiio:ColorSpace`` (a colour interop id; OIIO
+    keeps only the ids it knows, so not a camera log's ``ocio:`` ids), ``grade:ColorSpace`` (the OCIO name
+    ``grade`` wrote) and OpenEXR's ``chromaticities`` (8 floats), each None where absent."""
+    chroma = spec.getattribute("chromaticities")
+    return (
+        spec.get_string_attribute("oiio:ColorSpace") or None,
+        spec.get_string_attribute("grade:ColorSpace") or None,
+        tuple(round(float(v), 6) for v in chroma) if chroma is not None and len(chroma) == 8 else None,
+    )
+
+
+def _described(statement: tuple | None) -> str:
+    interop, name, chroma = statement or (None, None, None)
+    return repr(name or interop) if (name or interop) else ("chromaticities " + str(chroma) if chroma else "nothing")
+
+
+def find_sequence(
+    path: str | Path, *, fps: float | None = None, allow_gaps: bool = False, read_statement: bool = True
+) -> Sequence:
     """The sequence ``path`` names, checked: its frames exist, numbered without gaps (unless
-    ``allow_gaps``), and the first one is a readable image.
+    ``allow_gaps``), and the first one is a readable image. An EXR's colour statement is read from it
+    (:func:`exr_statement`) unless ``read_statement`` is False (``--input-space`` says what the frames are).
 
     Raises:
         InputError: no such frames, a gap (naming the missing frame), or an unreadable first frame.
@@ -128,10 +148,9 @@ def find_sequence(path: str | Path, *, fps: float | None = None, allow_gaps: boo
     seq.width, seq.height, seq.channels = spec.width, spec.height, spec.nchannels
     seq.format = str(spec.format)
     seq.bits = spec.get_int_attribute("oiio:BitsPerSample", 0) or _bits(seq.format)
-    if suffix.lower().endswith(".exr"):  # PNG and TIFF readers state sRGB of their own accord: not read
-        seq.colour_space = spec.get_string_attribute("oiio:ColorSpace") or None
-        chroma = spec.getattribute("chromaticities")
-        seq.chromaticities = tuple(float(v) for v in chroma) if chroma is not None and len(chroma) == 8 else None
+    if suffix.lower().endswith(".exr") and read_statement:  # PNG and TIFF readers state sRGB of themselves
+        seq.statement = exr_statement(spec)
+    seq.check_statement = read_statement and suffix.lower().endswith(".exr")
     return seq
 
 
@@ -177,6 +196,11 @@ def read_frame(seq: Sequence, number: int) -> np.ndarray:
         inp.close()
     if (spec.width, spec.height) != (seq.width, seq.height):
         raise InputError(f"frame {number} ({path}) is {spec.width}x{spec.height}, not {seq.width}x{seq.height}")
+    if seq.check_statement and exr_statement(spec) != seq.statement:  # one sequence, one colour space
+        raise InputError(
+            f"frame {number} ({path}) states colour space {_described(exr_statement(spec))}, frame "
+            f"{seq.numbers[0]} states {_described(seq.statement)}: give --input-space to read them all as one"
+        )
     px = np.asarray(pixels, dtype=np.float32).reshape(spec.height, spec.width, -1)
     if px.shape[2] == 1:
         px = np.repeat(px, 3, axis=2)
@@ -273,7 +297,7 @@ class SequenceWriter:
 def write_frame(path: Path, rgb: np.ndarray, like: Sequence) -> None:
     """Write float32 ``(H, W, 3)`` RGB in the kind of ``like`` for this extension: EXR half (float for a
     float source), DPX 10-bit, TIFF 16-bit, PNG 16-bit (8-bit for an 8-bit source). Values are clipped to
-    [0, 1] for integer files only. An EXR states ``like``'s colour space and chromaticities.
+    [0, 1] for integer files only. An EXR states ``like``'s colour (its :attr:`Sequence.statement`).
 
     Raises:
         OutputError: the file cannot be written.
@@ -291,10 +315,14 @@ def write_frame(path: Path, rgb: np.ndarray, like: Sequence) -> None:
     spec = oiio.ImageSpec(rgb.shape[1], rgb.shape[0], 3, fmt)
     if bits == 10:
         spec.attribute("oiio:BitsPerSample", 10)
-    if ext == ".exr" and like.colour_space:
-        spec.attribute("oiio:ColorSpace", like.colour_space)
-    if ext == ".exr" and like.chromaticities:
-        spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), tuple(like.chromaticities))
+    if ext == ".exr" and like.statement:
+        interop, name, chroma = like.statement
+        if interop:
+            spec.attribute("oiio:ColorSpace", interop)
+        if name:
+            spec.attribute("grade:ColorSpace", name)
+        if chroma:
+            spec.attribute("chromaticities", oiio.TypeDesc("float[8]"), tuple(chroma))
     out = oiio.ImageOutput.create(str(path))
     if out is None or not out.open(str(path), spec):
         raise OutputError(f"cannot write {path}: {_oiio_error(oiio)}")
