@@ -527,6 +527,7 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
     current: dict = {"shot": -1}
     matrix, full_range = video_io.yuv_matrix(info), video_io.range_of(info) == 2
     native = _native(job, options, matrix, composed=shots is not None or all(g.learned is None for g in job.grades))
+    floats = job.colour is not None and job.colour.float_frames  # a scene-linear pull: float frames out
     used: dict[int, ShotGrade | ManagedGrade] = {}  # the grades frames went through (colour: managed)
 
     def chosen(grade: ShotGrade) -> ShotGrade | ManagedGrade:
@@ -544,14 +545,14 @@ def render_video_job(job: RenderJob, options: GradeOptions, progress: Progress, 
             return grade.grade(pixels, info.height, info.width, defer=True)
         black = grade.black()
         if gain <= 1e-3:  # black: the reference's black level
-            if job.colour is not None and job.colour.float_frames:
+            if floats:
                 return np.broadcast_to(black.astype(np.float32), (info.height, info.width, 3)).copy()
             return regain(pixels, 0.0, black, native, info.height, matrix, full_range)
         lifted = ungain(pixels, gain, native, info.height, full_range)
         out = grade.grade(lifted, info.height, info.width, defer=True)
 
         # float frames of a scene-linear pull are faded in linear light as a sequence's are (fade_powers)
-        out_gain = gain ** fade_powers(job.colour)[1] if job.colour is not None and job.colour.float_frames else gain
+        out_gain = gain ** fade_powers(job.colour)[1] if floats else gain
 
         def finish() -> np.ndarray:
             graded = out() if callable(out) else out
